@@ -1,0 +1,41 @@
+# Tandem: `make demo` (set up, then caption a real code-switched clip live) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL_DIR ?= models
+export TANDEM_MODEL_DIR ?= $(abspath $(MODEL_DIR))
+
+.PHONY: setup venv protos models demo test test-unit compose-config clean
+
+setup: venv protos models
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	# the generated stubs (gen/, made by `make protos`) are importable from the venv
+	$(PY) -c "import site; open(site.getsitepackages()[0] + '/tandem_gen.pth', 'w').write('$(abspath gen)\n')"
+	touch $@
+
+# The one command that generates the gRPC stubs (into gen/, not committed).
+protos: $(VENV)/.installed
+	$(PY) scripts/gen_protos.py
+
+models: $(VENV)/.installed
+	$(PY) scripts/fetch_models.py --model-dir $(MODEL_DIR)
+
+demo: setup
+	$(VENV)/bin/tandem demo $(if $(FILE),$(FILE)) $(if $(LANGUAGES),--languages $(LANGUAGES))
+
+test: setup
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-unit: venv protos
+	$(PY) -m pytest -ra -m "not integration" $(PYTEST_ARGS)
+
+compose-config:
+	docker-compose -f docker-compose.yml config --quiet
+
+clean:
+	rm -rf gen $(VENV)

@@ -1,0 +1,1 @@
+"""AsrService: streaming Whisper whose language token is restricted to the configured pair."""

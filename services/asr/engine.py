@@ -1,0 +1,149 @@
+"""Whisper inference behind one small interface; the CTranslate2 backend.
+
+`WhisperEngine.encode()` runs the encoder once per window; `detect()` and `decode()` both
+work on that same encoder output, so language identification never costs a second encode.
+`detect()` returns Whisper's language-token probabilities restricted to the configured
+pair and renormalised (the pair constraint at decoder position 1); it can look at a slice
+of the window's frames (the trailing seconds) to probe for a switch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from services.asr.features import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, log_mel_spectrogram
+from services.asr.language import restrict_to_pair, whisper_code
+
+_NO_SPACE_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH // 2  # encoder frames per second (50)
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineOptions:
+    compute_type: str = "int8"
+    device: str = "cpu"
+    intra_threads: int = 2
+    inter_threads: int = 1
+    # The mel is padded with silence to a multiple of this many seconds (30 = always a full
+    # Whisper window). Unpadded short windows make Whisper loop; 10 s keeps accuracy
+    # (measured on ../shared/eval) at a third of the 30 s encoder cost.
+    pad_quantum_s: float = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    text: str
+    language: str  # configured code the decode was forced to
+    no_speech_prob: float
+    avg_logprob: float
+    token_count: int
+
+
+class Encoded(Protocol):
+    duration_s: float
+
+
+class WhisperEngine(Protocol):
+    def encode(self, audio: np.ndarray) -> Encoded: ...
+
+    def detect(self, encoded: Encoded, pair: tuple[str, ...], last_seconds: float | None = None) -> dict[str, float]: ...
+
+    def decode(
+        self, encoded: Encoded, language: str, *, prompt: str = "", prefix: str = "", beam_size: int = 1
+    ) -> Decoded: ...
+
+
+@dataclasses.dataclass
+class _Ct2Encoded:
+    output: object  # ctranslate2.StorageView [1, frames, d_model]
+    duration_s: float
+
+
+class Ct2WhisperEngine:
+    """Whisper on CTranslate2 (int8 on CPU by default)."""
+
+    name = "ct2"
+
+    def __init__(self, model_dir: Path, options: EngineOptions = EngineOptions()) -> None:
+        import ctranslate2
+        import tokenizers
+
+        self._ct2 = ctranslate2
+        self.options = options
+        self.model = ctranslate2.models.Whisper(
+            str(model_dir),
+            device=options.device,
+            compute_type=options.compute_type,
+            intra_threads=options.intra_threads,
+            inter_threads=options.inter_threads,
+        )
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+        self.n_mels = self.model.n_mels
+        self._lock = threading.Lock()
+
+    def encode(self, audio: np.ndarray) -> _Ct2Encoded:
+        duration = len(audio) / SAMPLE_RATE
+        quantum = max(1, int(round(self.options.pad_quantum_s * 100)))
+        speech_frames = -(-len(audio) // HOP_LENGTH)
+        frames = min(N_FRAMES, max(quantum, -(-(speech_frames + 50) // quantum) * quantum))
+        features = log_mel_spectrogram(audio[: N_FRAMES * HOP_LENGTH], n_mels=self.n_mels, pad_to_frames=frames)
+        view = self._ct2.StorageView.from_array(np.ascontiguousarray(features[None]))
+        return _Ct2Encoded(self.model.encode(view, to_cpu=False), min(duration, 30.0))
+
+    def detect(self, encoded: _Ct2Encoded, pair: tuple[str, ...], last_seconds: float | None = None) -> dict[str, float]:
+        if len(pair) == 1:
+            return {pair[0]: 1.0}
+        output = encoded.output
+        if last_seconds is not None and last_seconds < encoded.duration_s:
+            end = int(encoded.duration_s * FRAMES_PER_SECOND)
+            start = max(0, end - int(last_seconds * FRAMES_PER_SECOND))
+            array = np.asarray(output)  # CPU storage; a GPU engine slices on the device
+            output = self._ct2.StorageView.from_array(np.ascontiguousarray(array[:, start:end]))
+        ranked = self.model.detect_language(output)[0]
+        probs = {token.strip("<|>"): p for token, p in ranked}
+        return restrict_to_pair(probs, pair)
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(
+        self, encoded: _Ct2Encoded, language: str, *, prompt: str = "", prefix: str = "", beam_size: int = 1
+    ) -> Decoded:
+        tokens: list[int | str] = []
+        if prompt:
+            tokens = ["<|startofprev|>", *self._ids(" " + prompt.strip())[-200:]]
+        head = ["<|startoftranscript|>", f"<|{whisper_code(language)}|>", "<|transcribe|>", "<|notimestamps|>"]
+        prompt_tokens = [self.tokenizer.token_to_id(t) if isinstance(t, str) else t for t in (*tokens, *head)]
+        prefix = prefix.strip()
+        if prefix and not _NO_SPACE_SCRIPT.match(prefix):
+            prefix = " " + prefix  # Whisper's word tokens carry their leading space
+        prefix_ids = self._ids(prefix) if prefix else []
+        prompt_tokens += prefix_ids
+        max_new = int(encoded.duration_s * 12) + 12  # bounds repetition loops
+        result = self.model.generate(
+            encoded.output,
+            [prompt_tokens],
+            beam_size=beam_size,
+            max_length=min(448, len(prompt_tokens) + max_new),
+            return_scores=True,
+            return_no_speech_prob=True,
+            # With a forced prefix the audio may be fully transcribed already: end-of-text
+            # must be allowed as the first generated token.
+            suppress_blank=not prefix_ids,
+        )[0]
+        ids = result.sequences_ids[0]  # CTranslate2 returns the forced prefix as part of the sequence
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        score = result.scores[0] if result.scores else 0.0
+        return Decoded(
+            text=text.strip(),
+            language=language,
+            no_speech_prob=float(result.no_speech_prob),
+            avg_logprob=float(score),
+            token_count=max(0, len(ids) - len(prefix_ids)),
+        )

@@ -1,0 +1,82 @@
+"""What the ASR service holds for its lifetime: settings, the engine, the VAD, admission."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import Histogram
+
+from services.asr.engine import Ct2WhisperEngine, EngineOptions
+from services.asr.stream import RecognitionStream, StreamOptions
+from services.asr.vad import SileroVad
+from services.common.settings import default_model_dir
+
+INFERENCE_SECONDS = Histogram(
+    "asr_inference_seconds", "Time of one Whisper call (encode or decode).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2, 5),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class AsrSettings:
+    """Read from TANDEM_ASR_* (see README, Configuration)."""
+
+    model_dir: Path = dataclasses.field(default_factory=default_model_dir)
+    whisper_model: str = "whisper-base-ct2"
+    compute_type: str = "int8"
+    device: str = "cpu"
+    intra_threads: int = 2
+    max_streams: int = 8  # admission control: RESOURCE_EXHAUSTED beyond this
+    max_stream_seconds: float = 4 * 3600.0  # OUT_OF_RANGE beyond this
+    beam_size: int = 1
+    partial_interval_s: float = 0.5
+    min_silence_s: float = 0.5
+    max_segment_s: float = 15.0
+
+
+class AsrRuntime:
+    def __init__(self, settings: AsrSettings) -> None:
+        self.settings = settings
+        self.engine: Ct2WhisperEngine | None = None
+        self.vad: SileroVad | None = None
+        self.ready = False
+        self._open = 0
+        self._lock = threading.Lock()
+        self.stream_defaults = StreamOptions(
+            languages=("en",), beam_size=settings.beam_size, partial_interval_s=settings.partial_interval_s,
+            min_silence_s=settings.min_silence_s, max_segment_s=settings.max_segment_s,
+        )
+
+    def load(self) -> None:
+        s = self.settings
+        self.engine = Ct2WhisperEngine(s.model_dir / s.whisper_model, EngineOptions(
+            compute_type=s.compute_type, device=s.device, intra_threads=s.intra_threads))
+        self.vad = SileroVad(s.model_dir / "vad" / "silero_vad_v6.onnx")
+        # Warm-up: one full window through every code path.
+        rng = np.random.default_rng(0)
+        noise = (rng.standard_normal(16000 * 2) * 0.01).astype(np.float32)
+        encoded = self.engine.encode(noise)
+        self.engine.detect(encoded, ("en", "zh"))
+        self.engine.decode(encoded, "en")
+        self.vad.new_state().process(noise)
+        self.ready = True
+
+    def new_stream(self, options: StreamOptions) -> RecognitionStream:
+        assert self.engine is not None and self.vad is not None
+        stream = RecognitionStream(self.engine, self.vad, options)
+        stream.on_window = INFERENCE_SECONDS.observe
+        return stream
+
+    def admit(self) -> bool:
+        with self._lock:
+            if self._open >= self.settings.max_streams:
+                return False
+            self._open += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._open -= 1

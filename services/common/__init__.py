@@ -1,0 +1,1 @@
+"""What the three services share: settings from the environment, server wiring, interceptors."""
