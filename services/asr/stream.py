@@ -271,6 +271,7 @@ class RecognitionStream:
             lang = seg.language  # the whole segment does not clearly contradict the locked language
         # LocalAgreement: what interim windows committed stays, when it is in this language.
         prefix = join_units(seg.agreement.committed) if lang == seg.language else ""
+        prefix = prefix.rstrip(".,!?;:。、，！？")  # an interim's closing punctuation must not stop the final
 
         def decode(language_code: str, prefix_text: str) -> Decoded:
             return self._timed(self.engine.decode, encoded, language_code, prompt=self._context.get(language_code, ""),
