@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -85,7 +84,6 @@ class Ct2WhisperEngine:
         )
         self.tokenizer = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
         self.n_mels = self.model.n_mels
-        self._lock = threading.Lock()
 
     def encode(self, audio: np.ndarray) -> _Ct2Encoded:
         duration = len(audio) / SAMPLE_RATE
