@@ -11,16 +11,11 @@ healthy, captions FILE (default: the shipped zh/en clip), and shuts them down ag
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import unicodedata
 from pathlib import Path
@@ -29,16 +24,16 @@ from typing import IO, Sequence
 import grpc
 from google.protobuf import json_format
 
-from clients import GEN_DIR, REPO_ROOT
+
 from clients.audio import SAMPLE_RATE, AudioError, chunk_pcm, read_wav
 from clients.client import TandemClient, TandemError
+from clients.local_stack import LocalStack, ServiceFailed, StackTimeout
 from tandem.asr.v1 import asr_pb2
 from tandem.session.v1 import session_pb2
 
 DEFAULT_TARGET = "127.0.0.1:50050"
 DEMO_CLIP = Path(__file__).resolve().parent / "demo" / "demo_zh_en.wav"
 STARTUP_TIMEOUT_S = 180.0
-STOP_TIMEOUT_S = 20.0
 
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _SPEECH_EVENTS = {
@@ -267,127 +262,6 @@ def _wait_quietly(client: TandemClient, wait_s: float, info: IO[str]) -> None:
             raise
 
 
-class ServiceProcess:
-    """One `python -m services NAME` child on a free port; knows its address and its logs."""
-
-    LISTENING = re.compile(r"tandem-(\w+) listening on (\S+)")
-
-    def __init__(self, name: str, env: dict[str, str]) -> None:
-        self.name = name
-        self.address: str | None = None
-        self.stdout_tail: collections.deque[str] = collections.deque(maxlen=50)
-        self._listening = threading.Event()
-        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services", name], env=env, cwd=REPO_ROOT, text=True, bufsize=1,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
-            start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
-        )
-        threading.Thread(target=self._read_stdout, name=f"{name}-stdout", daemon=True).start()
-
-    def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.stdout_tail.append(line.rstrip("\n"))
-            m = self.LISTENING.search(line)
-            if m and not self._listening.is_set():
-                self.address = m.group(2)
-                self._listening.set()
-
-    def check_alive(self) -> None:
-        rc = self.proc.poll()
-        if rc is not None:
-            raise ServiceFailed(self, f"exited with status {rc}")
-
-    def wait_listening(self, deadline: float) -> str:
-        while not self._listening.wait(0.2):
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise ServiceFailed(self, "did not report its address in time")
-        return self.address or ""
-
-    def stderr_tail(self, lines: int = 40) -> str:
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return "".join(collections.deque(self._stderr, maxlen=lines)).rstrip()
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def wait_or_kill(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            print(f"demo: {self.name} did not stop in {timeout:g} s; killing it", file=sys.stderr)
-            self.proc.kill()
-            return self.proc.wait()
-
-
-class ServiceFailed(RuntimeError):
-    def __init__(self, service: ServiceProcess, what: str) -> None:
-        self.service = service
-        super().__init__(f"{service.name} {what}")
-
-
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    paths = [str(GEN_DIR), str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def _wait_serving(services: list[ServiceProcess], deadline: float, log: IO[str], timeout: float) -> None:
-    """Poll grpc health of every service until all are SERVING; fail fast if one dies."""
-    clients = {s.name: TandemClient(s.address or "") for s in services}
-    start, last_report = time.monotonic(), 0.0
-    try:
-        while True:
-            states = {}
-            for s in services:
-                s.check_alive()
-                try:
-                    states[s.name] = clients[s.name].health(timeout=2.0)
-                except TandemError as exc:
-                    states[s.name] = exc.code.name
-            if all(v == "SERVING" for v in states.values()):
-                return
-            now = time.monotonic()
-            if now > deadline:
-                pending = ", ".join(f"{k} {v}" for k, v in states.items() if v != "SERVING")
-                raise TimeoutError(f"services not SERVING after {timeout:g} s: {pending}")
-            if now - last_report >= 5.0:
-                last_report = now
-                summary = ", ".join(f"{k} {v}" for k, v in states.items())
-                print(f"demo: loading models ... {summary} ({now - start:.0f} s)", file=log, flush=True)
-            time.sleep(0.5)
-    finally:
-        for c in clients.values():
-            c.close()
-
-
-def _stop_all(services: list[ServiceProcess], log: IO[str]) -> None:
-    """SIGTERM the session service first (it drains its streams), then the backends; kill stragglers."""
-    session = [s for s in services if s.name == "session"]
-    backends = [s for s in services if s.name != "session"]
-    try:
-        for group in (session, backends):
-            for s in group:
-                s.terminate()
-            for s in group:
-                s.wait_or_kill(STOP_TIMEOUT_S)
-    except KeyboardInterrupt:  # interrupted again while draining: do not wait any longer
-        for s in services:
-            if s.proc.poll() is None:
-                s.proc.kill()
-                s.proc.wait()
-        raise
-    if services:
-        print("demo: services stopped", file=log, flush=True)
-
-
 def demo(path: Path, languages: Sequence[str], translate: bool, realtime: bool, as_json: bool,
          startup_timeout: float = STARTUP_TIMEOUT_S) -> int:
     """Start asr + translate, then session (dialling them), wait for health, caption, stop all."""
@@ -395,42 +269,25 @@ def demo(path: Path, languages: Sequence[str], translate: bool, realtime: bool, 
     if not path.is_file():
         print(f"error: {path}: no such file", file=sys.stderr)
         return 2
-    services: list[ServiceProcess] = []
     previous_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        deadline = time.monotonic() + startup_timeout
-        print("demo: starting asr and translate ...", file=log, flush=True)
-        for name in ("asr", "translate"):
-            prefix = f"TANDEM_{name.upper()}_"
-            services.append(ServiceProcess(name, _child_env({prefix + "HOST": "127.0.0.1", prefix + "PORT": "0"})))
-        asr_addr, translate_addr = (s.wait_listening(deadline) for s in services)
-        print(f"demo: asr on {asr_addr}, translate on {translate_addr}; starting session ...", file=log, flush=True)
-        services.append(ServiceProcess("session", _child_env({
-            "TANDEM_SESSION_HOST": "127.0.0.1", "TANDEM_SESSION_PORT": "0",
-            "TANDEM_SESSION_ASR_TARGET": asr_addr, "TANDEM_SESSION_TRANSLATE_TARGET": translate_addr,
-        })))
-        session_addr = services[-1].wait_listening(deadline)
-        _wait_serving(services, deadline, log, startup_timeout)
-        print(f"demo: all services SERVING; session on {session_addr}", file=log, flush=True)
-        return caption(session_addr, path, languages, translate, realtime, as_json, wait_s=5.0)
+        with LocalStack(log=log, startup_timeout=startup_timeout, label="demo") as stack:
+            return caption(stack.session_address, path, languages, translate, realtime, as_json, wait_s=5.0)
     except ServiceFailed as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         tail = exc.service.stderr_tail()
         print(f"--- {exc.service.name} stderr (last lines) ---\n{tail or '(empty)'}\n---", file=sys.stderr)
         return 1
-    except TimeoutError as exc:
+    except StackTimeout as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
-        for s in services:
+        for s in exc.services:
             print(f"--- {s.name} stderr (last lines) ---\n{s.stderr_tail(15) or '(empty)'}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ndemo: interrupted; stopping services", file=sys.stderr)
         return 130
     finally:
-        try:
-            _stop_all(services, log)
-        finally:
-            signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
