@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MODEL_DIR ?= models
 export TANDEM_MODEL_DIR ?= $(abspath $(MODEL_DIR))
 
-.PHONY: setup venv protos models demo test test-unit compose-config clean
+.PHONY: setup venv protos models demo test test-unit eval load peers compose-config clean
 
 setup: venv protos models
 
@@ -33,6 +33,15 @@ test: setup
 
 test-unit: venv protos
 	$(PY) -m pytest -ra -m "not integration" $(PYTEST_ARGS)
+
+# Benchmarks (README, Benchmarks). MANIFEST may name any manifest in the ../shared/eval format.
+MANIFEST ?=
+EVAL_ARGS ?=
+eval: setup
+	$(PY) -m bench.eval $(if $(MANIFEST),--manifest $(MANIFEST)) $(EVAL_ARGS)
+
+load: setup
+	$(PY) -m bench.load $(if $(MANIFEST),--manifest $(MANIFEST)) $(LOAD_ARGS)
 
 compose-config:
 	docker-compose -f docker-compose.yml config --quiet

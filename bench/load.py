@@ -1,0 +1,153 @@
+"""`make load`: N concurrent real-time sessions against the live stack, N stepped up.
+
+    python -m bench.load [--manifest streams.jsonl] [--steps 1,2,3,4,6,8] [--quick] [--out reports]
+
+Every session streams a code-switched stream at real-time pace (staggered starts, translation
+on). Per N: end of speech → final latency p50/p95 over all sessions, the ASR's real-time
+factor (inference seconds / audio seconds, from its Prometheus endpoint) and the CPU used by
+the three service processes. Reports the largest N whose p95 stays within --bound (1.5 s).
+Stops stepping after two steps over the bound. Loopback only; bounded by --max-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+from bench import manifest as manifest_mod
+from bench import metrics, plots, runner
+from clients.local_stack import LocalStack
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for name in ("asr_inference_seconds_sum", "asr_audio_seconds_total"):
+        m = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        out[name] = float(m.group(1)) if m else 0.0
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError):
+            pass
+    return total / CLK
+
+
+def step(target: str, entries, n: int, metrics_port: int, pids: list[int], rng: random.Random) -> dict:
+    before, cpu0, t0 = scrape(metrics_port), cpu_seconds(pids), time.monotonic()
+    traces: list = [None] * n
+
+    def one(i: int) -> None:
+        time.sleep(rng.uniform(0, 1.0))
+        with grpc.insecure_channel(target) as channel:
+            traces[i] = runner.run(channel, entries[i % len(entries)], realtime=True)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    after, cpu1 = scrape(metrics_port), cpu_seconds(pids)
+    latencies = [v for tr in traces for _, v in metrics.final_latencies(tr.entry, metrics.finals_of(tr.responses))]
+    audio = after["asr_audio_seconds_total"] - before["asr_audio_seconds_total"]
+    return {
+        "streams": n,
+        "final_latency_s": metrics.percentiles(latencies),
+        "real_time_factor": (after["asr_inference_seconds_sum"] - before["asr_inference_seconds_sum"]) / audio
+        if audio else None,
+        "cpu_cores_used": (cpu1 - cpu0) / wall,
+        "errors": [tr.error for tr in traces if tr.error],
+        "wall_s": round(wall, 2),
+    }
+
+
+def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float, label: str = "tandem",
+             env: dict[str, str] | None = None, log=sys.stderr) -> dict:
+    entries = [e for e in manifest_mod.load(manifest) if e.is_stream]
+    entries.sort(key=lambda e: -e.duration_s)
+    metrics_port = free_port()
+    rows, over, started = [], 0, time.monotonic()
+    stack_env = {"TANDEM_ASR_METRICS_PORT": str(metrics_port), "TANDEM_ASR_MAX_STREAMS": "64",
+                 "TANDEM_SESSION_MAX_SESSIONS": "64", **(env or {})}
+    with LocalStack(log=log, label="load", env=stack_env) as stack:
+        pids = [s.proc.pid for s in stack.services]
+        rng = random.Random(0)
+        for n in steps:
+            if time.monotonic() - started > max_seconds:
+                print(f"load: time budget of {max_seconds:.0f} s spent; stopping before N={n}", file=log)
+                break
+            row = {"label": label, **step(stack.session_address, entries, n, metrics_port, pids, rng)}
+            rows.append(row)
+            fl = row["final_latency_s"]
+            print(f"load: N={n}: final p50 {fl['p50']:.2f} s p95 {fl['p95']:.2f} s, RTF {row['real_time_factor']:.2f}, "
+                  f"CPU {row['cpu_cores_used']:.2f} cores{', errors ' + str(row['errors']) if row['errors'] else ''}",
+                  file=log, flush=True)
+            over = over + 1 if (fl["p95"] is None or fl["p95"] > bound or row["errors"]) else 0
+            if over >= 2:
+                break
+    ok = [r["streams"] for r in rows if r["final_latency_s"]["p95"] is not None
+          and r["final_latency_s"]["p95"] <= bound and not r["errors"]]
+    return {"label": label, "bound_s": bound, "steps": rows, "max_streams_within_bound": max(ok) if ok else 0}
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["| config | N | final p50 (s) | final p95 (s) | ASR RTF | CPU cores | errors |", "|---|---|---|---|---|---|---|"]
+    for res in results:
+        for r in res["steps"]:
+            fl = r["final_latency_s"]
+            lines.append(f"| {res['label']} | {r['streams']} | {fl['p50']:.2f} | {fl['p95']:.2f} | "
+                         f"{r['real_time_factor']:.2f} | {r['cpu_cores_used']:.2f} | {len(r['errors'])} |")
+    lines.append("")
+    lines += [f"- {res['label']}: max concurrent real-time streams with p95 ≤ {res['bound_s']} s: "
+              f"**{res['max_streams_within_bound']}**" for res in results]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, default=Path("../shared/eval/streams.jsonl"))
+    parser.add_argument("--steps", default="1,2,3,4,6,8")
+    parser.add_argument("--bound", type=float, default=1.5)
+    parser.add_argument("--max-seconds", type=float, default=1500.0)
+    parser.add_argument("--quick", action="store_true", help="N = 1, 2 only (smoke test)")
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    steps = [1, 2] if args.quick else [int(x) for x in args.steps.split(",")]
+    result = run_load(args.manifest, steps, args.bound, args.max_seconds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "load.json").write_text(json.dumps({"results": [result]}, indent=2) + "\n")
+    plots.load_curve([{"label": result["label"], **r} for r in result["steps"]], args.out / "load.png", args.bound)
+    print(markdown([result]))
+    print(f"\nwrote {args.out / 'load.json'} and {args.out / 'load.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
