@@ -73,7 +73,10 @@ def markdown(streaming: dict, ceiling: dict | None) -> str:
 
 
 def run_eval(manifests: list[Path], realtime: bool, quick: bool, target: str | None, out: Path,
-             model_dir: Path, env: dict[str, str] | None = None, with_offline: bool = True, log=sys.stderr) -> dict:
+             model_dir: Path, env: dict[str, str] | None = None, with_offline: bool = True,
+             with_ablations: bool = True, log=sys.stderr) -> dict:
+    from bench import ablations
+
     entries = []
     for m in manifests:
         loaded = manifest_mod.load(m)
@@ -81,9 +84,16 @@ def run_eval(manifests: list[Path], realtime: bool, quick: bool, target: str | N
     out.mkdir(parents=True, exist_ok=True)
     if target:
         traces, elapsed = evaluate(target, entries, realtime, log)
+        phrase_rows = ablations.phrase_bias(entries, target, log)
     else:
         with LocalStack(log=log, label="eval", env=env) as stack:
             traces, elapsed = evaluate(stack.session_address, entries, realtime, log)
+            phrase_rows = ablations.phrase_bias(entries, stack.session_address, log)
+    ablation_rows = []
+    if with_ablations and not target:
+        streams = [e for e in entries if e.is_stream]
+        clips = [e for e in entries if not e.is_stream]
+        ablation_rows = ablations.run(streams, clips, log, rows=["all on", "no universal padding"] if quick else None)
     streaming = metrics.summarize(traces)
     ceiling = offline.run(entries, model_dir) if with_offline else None
     for trace in traces:
@@ -99,6 +109,8 @@ def run_eval(manifests: list[Path], realtime: bool, quick: bool, target: str | N
         "elapsed_s": round(elapsed, 3),
         "streaming": streaming,
         "offline": ceiling,
+        "ablations": ablation_rows,
+        "phrase_biasing": phrase_rows,
         "gap_relative": {lang: (rate - ceiling["error_rate"][lang]) / ceiling["error_rate"][lang]
                          for lang, rate in streaming["error_rate"].items()
                          if ceiling and ceiling["error_rate"].get(lang)},
@@ -115,17 +127,26 @@ def main(argv=None) -> int:
     parser.add_argument("--target", help="an already running SessionService (default: start one locally)")
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--no-offline", action="store_true", help="skip the offline ceiling")
+    parser.add_argument("--no-ablations", action="store_true", help="skip the per-mechanism ablation rows")
     args = parser.parse_args(argv)
     manifests = args.manifest or [Path(m) for m in DEFAULT_MANIFESTS]
     for m in manifests:
         if not m.exists():
             parser.error(f"{m}: no such manifest")
     report = run_eval(manifests, not args.fast, args.quick, args.target, args.out, default_model_dir(),
-                      with_offline=not args.no_offline)
+                      with_offline=not args.no_offline, with_ablations=not args.no_ablations)
     (args.out / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"\n{report['entries']} entries, {report['audio_s']:.1f} s of audio, {report['mode']}, "
           f"{report['elapsed_s']:.1f} s\n")
     print(markdown(report["streaming"], report["offline"]))
+    from bench import ablations
+
+    if report["ablations"]:
+        print("\nAblations (fast mode; streams, clips < 4 s, synthetic non-speech):\n")
+        print(ablations.markdown(report["ablations"]))
+    if report["phrase_biasing"]:
+        print("\nPhrase biasing (error rate of the clip without / with its phrase list):\n")
+        print(ablations.phrase_markdown(report["phrase_biasing"]))
     print(f"\nwrote {args.out / 'eval.json'}")
     return 0
 

@@ -42,7 +42,9 @@ class TandemError(RuntimeError):
 
 
 def session_config(languages: Sequence[str], translate: bool = True, interim_results: bool = True,
-                   initial_language: str = "") -> session_pb2.SessionConfig:
+                   initial_language: str = "", phrases: dict[str, Sequence[str]] | None = None,
+                   ) -> session_pb2.SessionConfig:
+    """A SessionConfig; `phrases` maps a language code to phrases that bias its decoding."""
     return session_pb2.SessionConfig(
         recognition=asr_pb2.RecognitionConfig(
             encoding=asr_pb2.AUDIO_ENCODING_LINEAR16,
@@ -51,6 +53,8 @@ def session_config(languages: Sequence[str], translate: bool = True, interim_res
             language_codes=list(languages),
             initial_language_code=initial_language,
             interim_results=interim_results,
+            phrase_lists=[asr_pb2.PhraseList(language_code=code, phrases=list(items))
+                          for code, items in (phrases or {}).items()],
         ),
         translation=session_pb2.TranslationConfig(enabled=translate),
     )

@@ -45,13 +45,26 @@ class Decoded:
 
 
 class Encoded(Protocol):
-    duration_s: float
+    duration_s: float  # of the audio, universal padding excluded
+
+
+@dataclasses.dataclass(frozen=True)
+class Padding:
+    """Universal padding: a fixed clip prepended to short audio, and its known transcript."""
+
+    audio: np.ndarray
+    text: str
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
 
 
 class WhisperEngine(Protocol):
-    def encode(self, audio: np.ndarray) -> Encoded: ...
+    def encode(self, audio: np.ndarray, padding: Padding | None = None) -> Encoded: ...
 
-    def detect(self, encoded: Encoded, pair: tuple[str, ...], last_seconds: float | None = None) -> dict[str, float]: ...
+    def detect(self, encoded: Encoded, pair: tuple[str, ...], last_seconds: float | None = None,
+               span: tuple[float, float] | None = None) -> dict[str, float]: ...
 
     def decode(
         self, encoded: Encoded, language: str, *, prompt: str = "", prefix: str = "", beam_size: int = 1
@@ -62,6 +75,7 @@ class WhisperEngine(Protocol):
 class _Ct2Encoded:
     output: object  # ctranslate2.StorageView [1, frames, d_model]
     duration_s: float
+    padding: Padding | None = None
 
 
 class Ct2WhisperEngine:
@@ -85,27 +99,40 @@ class Ct2WhisperEngine:
         self.tokenizer = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
         self.n_mels = self.model.n_mels
 
-    def encode(self, audio: np.ndarray) -> _Ct2Encoded:
+    def encode(self, audio: np.ndarray, padding: Padding | None = None) -> _Ct2Encoded:
         duration = len(audio) / SAMPLE_RATE
+        if padding is not None:
+            audio = np.concatenate([padding.audio, audio])
         quantum = max(1, int(round(self.options.pad_quantum_s * 100)))
         speech_frames = -(-len(audio) // HOP_LENGTH)
         frames = min(N_FRAMES, max(quantum, -(-(speech_frames + 50) // quantum) * quantum))
         features = log_mel_spectrogram(audio[: N_FRAMES * HOP_LENGTH], n_mels=self.n_mels, pad_to_frames=frames)
         view = self._ct2.StorageView.from_array(np.ascontiguousarray(features[None]))
-        return _Ct2Encoded(self.model.encode(view, to_cpu=False), min(duration, 30.0))
+        return _Ct2Encoded(self.model.encode(view, to_cpu=False), min(duration, 30.0), padding)
 
-    def detect(self, encoded: _Ct2Encoded, pair: tuple[str, ...], last_seconds: float | None = None) -> dict[str, float]:
+    def detect(self, encoded: _Ct2Encoded, pair: tuple[str, ...], last_seconds: float | None = None,
+               span: tuple[float, float] | None = None) -> dict[str, float]:
+        """Pair-restricted language probabilities on the audio's encoder frames (padding
+        excluded): all of them, the trailing `last_seconds`, or `span` (seconds into the audio)."""
         if len(pair) == 1:
             return {pair[0]: 1.0}
+        return restrict_to_pair(self.detect_all(encoded, last_seconds, span), pair)
+
+    def detect_all(self, encoded: _Ct2Encoded, last_seconds: float | None = None,
+                   span: tuple[float, float] | None = None) -> dict[str, float]:
+        """Unrestricted language-token probabilities by Whisper code (the ablation without the pair)."""
+        pad_s = encoded.padding.duration_s if encoded.padding else 0.0
+        if span is None:
+            start_s = 0.0 if last_seconds is None else max(0.0, encoded.duration_s - last_seconds)
+            span = (start_s, encoded.duration_s)
         output = encoded.output
-        if last_seconds is not None and last_seconds < encoded.duration_s:
-            end = int(encoded.duration_s * FRAMES_PER_SECOND)
-            start = max(0, end - int(last_seconds * FRAMES_PER_SECOND))
+        if pad_s or span != (0.0, encoded.duration_s):
+            start = int((pad_s + span[0]) * FRAMES_PER_SECOND)
+            end = max(start + 1, int((pad_s + span[1]) * FRAMES_PER_SECOND))
             array = np.asarray(output)  # CPU storage; a GPU engine slices on the device
             output = self._ct2.StorageView.from_array(np.ascontiguousarray(array[:, start:end]))
         ranked = self.model.detect_language(output)[0]
-        probs = {token.strip("<|>"): p for token, p in ranked}
-        return restrict_to_pair(probs, pair)
+        return {token.strip("<|>"): p for token, p in ranked}
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -122,7 +149,9 @@ class Ct2WhisperEngine:
         if prefix and not _NO_SPACE_SCRIPT.match(prefix):
             prefix = " " + prefix  # Whisper's word tokens carry their leading space
         prefix_ids = self._ids(prefix) if prefix else []
-        prompt_tokens += prefix_ids
+        # Universal padding: the decoder is forced through the clip's known text first.
+        pad_ids = self._ids(" " + encoded.padding.text) if encoded.padding else []
+        prompt_tokens += pad_ids + prefix_ids
         max_new = int(encoded.duration_s * 12) + 12  # bounds repetition loops
         result = self.model.generate(
             encoded.output,
@@ -133,9 +162,9 @@ class Ct2WhisperEngine:
             return_no_speech_prob=True,
             # With a forced prefix the audio may be fully transcribed already: end-of-text
             # must be allowed as the first generated token.
-            suppress_blank=not prefix_ids,
+            suppress_blank=not (prefix_ids or pad_ids),
         )[0]
-        ids = result.sequences_ids[0]  # CTranslate2 returns the forced prefix as part of the sequence
+        ids = result.sequences_ids[0][len(pad_ids):]  # forced tokens come back as part of the sequence
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         score = result.scores[0] if result.scores else 0.0
         return Decoded(

@@ -145,3 +145,38 @@ def convert_script(text: str, language_code: str) -> str:
     if not code.startswith("zh"):
         return text
     return _opencc("s2t" if code in ("zh-hant", "zh-tw", "zh-hk") else "t2s").convert(text)
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageDecision:
+    language: str  # the segment's language
+    commit: bool  # whether the stream's committed language becomes `language`
+
+
+def decide_final_language(
+    final: tuple[str, float],
+    votes: list[tuple[str, float]],
+    committed: str | None,
+    text: str,
+    pair: tuple[str, ...],
+    options: HysteresisOptions = HysteresisOptions(),
+    short_text_chars: int = 6,
+) -> LanguageDecision:
+    """The language of a finished segment that no confirmed switch fixed.
+
+    `final` is the pair-restricted language of the whole segment; `votes` those of its interim
+    windows, oldest first. A language other than the committed one wins only when the last
+    `options.windows` votes (the final's included) all name it with at least
+    `options.threshold`. Text shorter than `short_text_chars` is judged by its script and
+    never changes the committed language (fillers, coughs).
+    """
+    if short_text_chars and len(text.replace(" ", "")) < short_text_chars:
+        judged = script_language(text, pair) or committed or final[0]
+        return LanguageDecision(judged, commit=committed is None)
+    language, _ = final
+    if committed is None or language == committed:
+        return LanguageDecision(language, commit=True)
+    run = [*votes, final][-options.windows:]
+    if len(run) >= options.windows and all(lang == language and conf >= options.threshold for lang, conf in run):
+        return LanguageDecision(language, commit=True)
+    return LanguageDecision(committed, commit=False)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import wave
 from pathlib import Path
 
 import numpy as np
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
-from services.asr.engine import Ct2WhisperEngine, EngineOptions
+from services.asr.engine import Ct2WhisperEngine, EngineOptions, Padding
+from services.asr.language import HysteresisOptions
 from services.asr.stream import RecognitionStream, StreamOptions
 from services.asr.vad import SileroVad
 from services.common.settings import default_model_dir
 
+SUPPRESSED = Counter("asr_hallucinations_suppressed_total", "Decodes suppressed as hallucinations.", ("reason",))
 INFERENCE_SECONDS = Histogram(
     "asr_inference_seconds", "Time of one Whisper call (encode or decode).",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2, 5),
@@ -35,6 +38,29 @@ class AsrSettings:
     partial_interval_s: float = 0.5
     min_silence_s: float = 0.5
     max_segment_s: float = 15.0
+    # Bilingual mechanisms (README, "How a stream is recognised"); each can be switched off.
+    pair_constraint: bool = True
+    hysteresis_windows: int = 2
+    hysteresis_threshold: float = 0.75
+    switch_probe: bool = True
+    short_text_chars: int = 6
+    vad_flush: bool = True
+    universal_padding: bool = True
+    padding_cutoff_s: float = 3.0
+    hallucination_guards: bool = True
+    commit_prefix: bool = True
+    prompt_chars: int = 0
+    prompt_hygiene: bool = True
+
+
+PAD_CLIP = Path(__file__).resolve().parent / "assets" / "pad_clip.wav"
+PAD_TEXT = "Okay, bye bye."  # what the clip says (scripts/make_pad_clip.py)
+
+
+def load_padding() -> Padding:
+    with wave.open(str(PAD_CLIP)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    return Padding(pcm.astype(np.float32) / 32768.0, PAD_TEXT)
 
 
 class AsrRuntime:
@@ -45,9 +71,16 @@ class AsrRuntime:
         self.ready = False
         self._open = 0
         self._lock = threading.Lock()
+        s = settings
         self.stream_defaults = StreamOptions(
-            languages=("en",), beam_size=settings.beam_size, partial_interval_s=settings.partial_interval_s,
-            min_silence_s=settings.min_silence_s, max_segment_s=settings.max_segment_s,
+            languages=("en",), beam_size=s.beam_size, partial_interval_s=s.partial_interval_s,
+            min_silence_s=s.min_silence_s, max_segment_s=s.max_segment_s,
+            pair_constraint=s.pair_constraint,
+            hysteresis=HysteresisOptions(windows=s.hysteresis_windows, threshold=s.hysteresis_threshold),
+            switch_probe=s.switch_probe, short_text_chars=s.short_text_chars, vad_flush=s.vad_flush,
+            padding=load_padding() if s.universal_padding else None, padding_cutoff_s=s.padding_cutoff_s,
+            hallucination_guards=s.hallucination_guards, commit_prefix=s.commit_prefix,
+            prompt_chars=s.prompt_chars, prompt_hygiene=s.prompt_hygiene,
         )
 
     def load(self) -> None:
@@ -68,6 +101,7 @@ class AsrRuntime:
         assert self.engine is not None and self.vad is not None
         stream = RecognitionStream(self.engine, self.vad, options)
         stream.on_window = INFERENCE_SECONDS.observe
+        stream.on_suppressed = lambda reason: SUPPRESSED.labels(reason).inc()
         return stream
 
     def admit(self) -> bool:

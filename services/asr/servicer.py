@@ -76,9 +76,18 @@ def stream_options(config: asr_pb2.RecognitionConfig, defaults: StreamOptions) -
     initial = canonical_code(config.initial_language_code) if config.initial_language_code else None
     if initial is not None and initial not in codes:
         raise ConfigError(f"initial_language_code {initial!r} is not one of language_codes {codes}")
+    phrases: dict[str, tuple[str, ...]] = {}
+    for phrase_list in config.phrase_lists:
+        code = canonical_code(phrase_list.language_code)
+        if code not in codes:
+            raise ConfigError(f"phrase_lists language_code {code!r} is not one of language_codes {codes}")
+        items = tuple(p.strip() for p in phrase_list.phrases if p.strip())
+        if len(items) > 50 or any(len(p) > 100 for p in items):
+            raise ConfigError("phrase_lists: at most 50 phrases of at most 100 characters per language")
+        phrases[code] = phrases.get(code, ()) + items
     opts = config.options
     changes: dict[str, object] = {"languages": tuple(codes), "initial_language": initial,
-                                  "interim_results": config.interim_results}
+                                  "interim_results": config.interim_results, "phrases": phrases}
     if opts.beam_size:
         if not 1 <= opts.beam_size <= 10:
             raise ConfigError("options.beam_size must be between 1 and 10")

@@ -1,25 +1,30 @@
-"""One live recognition stream: orchestrates VAD, Whisper windows and the policies.
+"""One live recognition stream: orchestrates VAD, Whisper windows and the bilingual policies.
 
 Audio comes in with `feed()` (cheap: VAD only, plus finals at VAD silences); `step()` runs
 at most one Whisper window on the open segment (interim result, switch probe, forced cut
 at the maximum segment length); `finish()` closes the stream. The policies it consults
-(`SpeechSegmenter`, `LocalAgreement`, `SwitchDetector`, `script_language`) are pure and
-tested apart; the engine is anything that implements `WhisperEngine`. Events are plain
-dataclasses; the servicer turns them into protobuf messages.
+(`SpeechSegmenter`, `LocalAgreement`, `SwitchDetector`, `decide_final_language`,
+`guards.check`) are pure and tested apart; the engine is anything implementing
+`WhisperEngine`. Every mechanism can be switched off in `StreamOptions` so its effect can
+be measured (`make eval` ablations). Events are plain dataclasses; the servicer turns them
+into protobuf messages.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Union
+from typing import Callable, Union
 
 import numpy as np
 
+from services.asr import guards
 from services.asr.commit import LocalAgreement, join_units, units
-from services.asr.engine import Decoded, WhisperEngine
+from services.asr.engine import Decoded, Encoded, Padding, WhisperEngine
 from services.asr.features import SAMPLE_RATE
-from services.asr.language import HysteresisOptions, SwitchDetector, best, convert_script, script_language
+from services.asr.language import (
+    HysteresisOptions, SwitchDetector, best, convert_script, decide_final_language, whisper_code,
+)
 from services.asr.vad import FRAME_SAMPLES, SegmenterOptions, SileroVad, SpeechSegmenter
 
 
@@ -32,15 +37,25 @@ class StreamOptions:
     min_decode_s: float = 0.4  # no interim decode before this much speech
     max_segment_s: float = 15.0  # force a final at the quietest point beyond this
     min_silence_s: float = 0.5  # VAD silence that ends a segment
-    speech_pad_s: float = 0.15  # audio kept before speech start / after speech end
+    speech_pad_s: float = 0.15  # audio kept after speech end
+    onset_pad_s: float = 0.4  # audio kept before speech start (Silero reacts late to soft onsets)
     beam_size: int = 1  # final decode
+    # --- mechanisms (each can be switched off for ablations) ---------------------------
+    pair_constraint: bool = True  # Whisper's language token restricted to the pair
+    hysteresis: HysteresisOptions = HysteresisOptions()  # windows=1, threshold=0 switches it off
+    switch_probe: bool = True  # probe the trailing seconds for a switch inside a segment
+    switch_probe_s: float = 2.0
+    short_text_chars: int = 6  # finals shorter than this are judged by script (0 = off)
+    vad_flush: bool = True  # finals at VAD silences (off: only switches / max length cut)
+    padding: Padding | None = None  # universal padding clip (None = off)
+    padding_cutoff_s: float = 3.0  # ... prepended to windows shorter than this
+    hallucination_guards: bool = True
+    commit_prefix: bool = True  # the final keeps the text LocalAgreement committed
+    prompt_chars: int = 0  # committed text fed as prompt (0 = none)
+    prompt_hygiene: bool = True  # the prompt carries the current language's text only
+    phrases: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # biasing, per language
     lock_after_s: float = 1.5  # a segment's language is locked once text is committed and it is this long
     keep_locked_above: float = 0.25  # a final keeps the locked language unless its probability is below this
-    switch_probe_s: float = 2.0  # trailing seconds whose language is probed for a switch
-    hysteresis: HysteresisOptions = HysteresisOptions()
-    short_text_chars: int = 6  # finals shorter than this are judged by script
-    prompt_chars: int = 0  # committed text of the current language fed as prompt (0 = off)
-    no_speech_threshold: float = 0.6  # with a low avg log-prob, a window is silence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,11 +91,12 @@ Event = Union[Result, SpeechBoundary, LanguageSwitched]
 @dataclasses.dataclass
 class _Segment:
     start: int  # stream sample
-    language: str | None  # fixed when the segment was opened by a confirmed switch
+    language: str | None
     language_fixed: bool  # locked: only a confirmed switch changes it
     opened_by_switch: bool
     agreement: LocalAgreement
     detector: SwitchDetector
+    votes: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # interim whole-window LID
     segment_id: int | None = None
     revision: int = 0
     last_decode_end: int = 0
@@ -91,6 +107,7 @@ class _Segment:
 class StreamStats:
     windows: int = 0
     inference_seconds: float = 0.0
+    suppressed: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class RecognitionStream:
@@ -113,7 +130,8 @@ class RecognitionStream:
         self.language: str | None = options.initial_language or (self.pair[0] if len(self.pair) == 1 else None)
         self._context: dict[str, str] = {}  # committed text per language (prompt hygiene)
         self.stats = StreamStats()
-        self.on_window = None  # optional callback(seconds) for metrics
+        self.on_window: Callable[[float], None] | None = None  # metrics hook: seconds of one model call
+        self.on_suppressed: Callable[[str], None] | None = None  # metrics hook: hallucination reason
 
     # ---- input -------------------------------------------------------------------------
     def feed(self, pcm: np.ndarray) -> list[Event]:
@@ -127,10 +145,11 @@ class RecognitionStream:
         for vad_event in self._segmenter.push(probs):
             sample = vad_event.frame * FRAME_SAMPLES
             if vad_event.kind == "start" and self._segment is None:
-                start = max(self._last_segment_end, sample - pad, self._audio_base)
+                onset = int(self.options.onset_pad_s * SAMPLE_RATE)
+                start = max(self._last_segment_end, sample - onset, self._audio_base)
                 self._open(start, self.language, fixed=False)
                 events.append(SpeechBoundary("start", start / SAMPLE_RATE))
-            elif vad_event.kind == "end" and self._segment is not None:
+            elif vad_event.kind == "end" and self._segment is not None and self.options.vad_flush:
                 end = min(self.total, sample + pad)
                 events.append(SpeechBoundary("end", end / SAMPLE_RATE))
                 events += self._finalize(end, "end_of_speech")
@@ -156,20 +175,7 @@ class RecognitionStream:
             return []
         return [SpeechBoundary("end", self.total / SAMPLE_RATE), *self._finalize(self.total, "end_of_stream")]
 
-    # ---- segments ----------------------------------------------------------------------
-    def _open(self, start: int, language: str | None, fixed: bool) -> None:
-        self._segment = _Segment(
-            start=start,
-            language=language,
-            language_fixed=fixed,
-            opened_by_switch=fixed,
-            agreement=LocalAgreement(2),
-            detector=SwitchDetector(language if fixed else None, self.options.hysteresis),
-        )
-
-    def _window(self, start: int, end: int) -> np.ndarray:
-        return self._audio[start - self._audio_base : end - self._audio_base]
-
+    # ---- model calls -------------------------------------------------------------------
     def _timed(self, fn, *args, **kwargs):
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
@@ -179,6 +185,57 @@ class RecognitionStream:
             self.on_window(elapsed)
         return out
 
+    def _encode(self, audio: np.ndarray) -> Encoded:
+        o = self.options
+        padding = o.padding if o.padding is not None and len(audio) < o.padding_cutoff_s * SAMPLE_RATE else None
+        self.stats.windows += 1
+        return self._timed(self.engine.encode, audio, padding)
+
+    def _detect(self, encoded: Encoded, last_seconds: float | None = None) -> dict[str, float]:
+        """Language probabilities over the pair; without the pair constraint, Whisper's winner
+        among all languages (a winner outside the pair counts against the pair's languages)."""
+        if self.options.pair_constraint or len(self.pair) == 1:
+            return self.engine.detect(encoded, self.pair, last_seconds)
+        probs = self.engine.detect_all(encoded, last_seconds)  # type: ignore[attr-defined]
+        winner = max(probs, key=probs.get)
+        mapped = {code: probs.get(whisper_code(code), 0.0) for code in self.pair}
+        if winner not in {whisper_code(c) for c in self.pair}:
+            mapped[winner] = probs[winner]  # an outside language may win
+        return mapped
+
+    def _decode(self, encoded: Encoded, language: str, prefix: str = "", beam: int = 1) -> Decoded:
+        return self._timed(self.engine.decode, encoded, language, prompt=self._prompt(language),
+                           prefix=prefix, beam_size=beam)
+
+    def _prompt(self, language: str) -> str:
+        o = self.options
+        phrases = ", ".join(o.phrases.get(language, ()))
+        context = ""
+        if o.prompt_chars:
+            texts = [self._context.get(language, "")] if o.prompt_hygiene else list(self._context.values())
+            context = " ".join(t for t in texts if t)[-o.prompt_chars:]
+        return " ".join(p for p in (phrases, context) if p)
+
+    def _guard(self, decoded: Decoded) -> str:
+        if not self.options.hallucination_guards:
+            return decoded.text
+        text, reason = guards.check(decoded.text, decoded.no_speech_prob, decoded.avg_logprob)
+        if reason:
+            self.stats.suppressed[reason] = self.stats.suppressed.get(reason, 0) + 1
+            if self.on_suppressed:
+                self.on_suppressed(reason)
+        return text
+
+    # ---- segments ----------------------------------------------------------------------
+    def _open(self, start: int, language: str | None, fixed: bool) -> None:
+        self._segment = _Segment(
+            start=start, language=language, language_fixed=fixed, opened_by_switch=fixed,
+            agreement=LocalAgreement(2), detector=SwitchDetector(language if fixed else None, self.options.hysteresis),
+        )
+
+    def _window(self, start: int, end: int) -> np.ndarray:
+        return self._audio[start - self._audio_base : end - self._audio_base]
+
     def _segment_id(self, seg: _Segment) -> int:
         if seg.segment_id is None:
             seg.segment_id = self._next_segment_id
@@ -186,42 +243,46 @@ class RecognitionStream:
         return seg.segment_id
 
     def _interim(self, seg: _Segment) -> list[Event]:
-        end = self.total
-        encoded = self._timed(self.engine.encode, self._window(seg.start, end))
-        self.stats.windows += 1
-        seg.last_decode_end = end
-        probs = self.engine.detect(encoded, self.pair)
         o = self.options
+        end = self.total
+        encoded = self._encode(self._window(seg.start, end))
+        seg.last_decode_end = end
+        probs = self._detect(encoded)
+        language, confidence = best(probs)
+        seg.votes.append((language, confidence))
         if not seg.language_fixed:
-            language, seg.confidence = best(probs)
-            if seg.agreement.committed and self.total - seg.start >= o.lock_after_s * SAMPLE_RATE:
+            if seg.agreement.committed and end - seg.start >= o.lock_after_s * SAMPLE_RATE:
                 seg.language_fixed = True  # text is committed in this language: only a switch changes it
-            elif language != seg.language:
-                seg.language = language
-                seg.agreement.reset()
-                seg.detector.reset(language)
-        if seg.language_fixed:
-            seg.confidence = probs[seg.language]
-        if len(self.pair) > 1 and encoded.duration_s >= o.switch_probe_s + 1.0:
-            tail_language, tail_confidence = best(self.engine.detect(encoded, self.pair, last_seconds=o.switch_probe_s))
+            else:
+                committed = self.language
+                # hysteresis: a weak vote for the other language keeps the committed one
+                if committed in probs and language != committed and confidence < o.hysteresis.threshold:
+                    language = committed
+                if language != seg.language:
+                    seg.language = language
+                    seg.agreement.reset()
+                    seg.detector.reset(language)
+        seg.confidence = probs.get(seg.language, 0.0) if seg.language else confidence
+        if o.switch_probe and len(self.pair) > 1 and encoded.duration_s >= o.switch_probe_s + 1.0:
+            tail_language, tail_confidence = best(self._detect(encoded, o.switch_probe_s))
             if seg.detector.vote(tail_language, tail_confidence, index=end) and tail_language != seg.language:
-                return self._switch(seg, tail_language, seg.detector.switch_index or end)
-        language = seg.language or self.pair[0]
-        decoded = self._timed(self.engine.decode, encoded, language, prompt=self._context.get(language, ""))
-        if self._is_silence(decoded):
+                return self._switch(seg, encoded, tail_language, seg.detector.switch_index or end)
+        language = seg.language or language
+        text = self._guard(self._decode(encoded, language))
+        if not text:
             return []
-        seg.agreement.insert(units(decoded.text))
+        seg.agreement.insert(units(text))
         if not o.interim_results:
             return []
         result = Result(
             segment_id=self._segment_id(seg), revision=seg.revision, is_final=False,
             stability=seg.agreement.stability(), start_s=seg.start / SAMPLE_RATE, end_s=end / SAMPLE_RATE,
-            language=language, confidence=seg.confidence, text=convert_script(decoded.text, language),
+            language=language, confidence=seg.confidence, text=convert_script(text, language),
         )
         seg.revision += 1
         return [result]
 
-    def _quietest(self, lo: int, hi: int) -> int:
+    def _quietest(self, lo: int, hi: int) -> int:  # noqa: D401
         """Sample at the centre of the least speech-like VAD frame in [lo, hi)."""
         f_lo, f_hi = lo // FRAME_SAMPLES, max(lo // FRAME_SAMPLES + 1, hi // FRAME_SAMPLES)
         window = self._probs[f_lo:f_hi]
@@ -230,18 +291,44 @@ class RecognitionStream:
         frame = f_lo + int(np.argmin(window))
         return frame * FRAME_SAMPLES + FRAME_SAMPLES // 2
 
-    def _switch(self, seg: _Segment, new_language: str, first_vote_end: int) -> list[Event]:
-        """Confirmed switch: close the old-language segment at the pause, open a new one."""
-        probe = int(self.options.switch_probe_s * SAMPLE_RATE)
-        lo = max(seg.start + int(0.5 * SAMPLE_RATE), first_vote_end - probe)
-        hi = max(lo + FRAME_SAMPLES, first_vote_end - int(0.3 * SAMPLE_RATE))
-        cut = self._quietest(lo, hi)
+    def _switch(self, seg: _Segment, encoded: Encoded, new_language: str, first_vote_end: int) -> list[Event]:
+        """Confirmed switch: close the old-language segment where the new language began, open a new one."""
         old = seg.language or new_language
+        cut = self._locate_switch(seg, encoded, old, new_language, first_vote_end)
         events = self._finalize(cut, "language_switch", language=old)
         events.append(LanguageSwitched(old, new_language, cut / SAMPLE_RATE))
         self.language = new_language
         self._open(cut, new_language, fixed=True)
         return events
+
+    def _locate_switch(self, seg: _Segment, encoded: Encoded, old: str, new: str, first_vote_end: int) -> int:
+        """The pause where the language changed: among the quietest VAD frames before the first
+        vote for `new`, the one with the old language just before it and the new one just after,
+        judged on slices of the window's encoder output (no extra encode)."""
+        o = self.options
+        lo = max(seg.start + int(0.5 * SAMPLE_RATE), first_vote_end - int((o.switch_probe_s + 1.0) * SAMPLE_RATE))
+        hi = max(lo + FRAME_SAMPLES, first_vote_end - int(0.2 * SAMPLE_RATE))
+        f_lo, f_hi = lo // FRAME_SAMPLES, hi // FRAME_SAMPLES
+        frames = sorted(range(f_lo, max(f_lo + 1, f_hi)), key=lambda f: self._probs[f] if f < len(self._probs) else 1.0)
+        candidates: list[int] = []
+        for f in frames:  # the 8 quietest frames, at least 0.15 s apart
+            if all(abs(f - c) * FRAME_SAMPLES >= 0.15 * SAMPLE_RATE for c in candidates):
+                candidates.append(f)
+            if len(candidates) == 8:
+                break
+        duration = encoded.duration_s
+        best_cut, best_score = hi, -1.0
+        for f in candidates:
+            cut = f * FRAME_SAMPLES + FRAME_SAMPLES // 2
+            t = (cut - seg.start) / SAMPLE_RATE
+            if not 0.2 < t < duration - 0.2:
+                continue
+            after = self.engine.detect(encoded, self.pair, span=(t, min(duration, t + 1.5))).get(new, 0.0)
+            before = self.engine.detect(encoded, self.pair, span=(max(0.0, t - 1.5), t)).get(old, 0.0)
+            score = after + before - 0.5 * self._probs[f]
+            if score > best_score:
+                best_cut, best_score = cut, score
+        return best_cut
 
     def _force_cut(self) -> list[Event]:
         seg = self._segment
@@ -262,47 +349,42 @@ class RecognitionStream:
         if len(audio) < int(0.1 * SAMPLE_RATE):
             return []
         o = self.options
-        encoded = self._timed(self.engine.encode, audio)
-        self.stats.windows += 1
-        probs = self.engine.detect(encoded, self.pair)
+        encoded = self._encode(audio)
+        probs = self._detect(encoded)
         forced = language or (seg.language if seg.opened_by_switch else None)
-        lang = forced or best(probs)[0]
-        if not forced and seg.language_fixed and probs.get(seg.language, 0.0) >= o.keep_locked_above:
+        if forced:
+            lang = forced
+        elif seg.language_fixed and probs.get(seg.language, 0.0) >= o.keep_locked_above:
             lang = seg.language  # the whole segment does not clearly contradict the locked language
+        else:
+            lang = best(probs)[0]
         # LocalAgreement: what interim windows committed stays, when it is in this language.
-        prefix = join_units(seg.agreement.committed) if lang == seg.language else ""
+        prefix = join_units(seg.agreement.committed) if lang == seg.language and o.commit_prefix else ""
         prefix = prefix.rstrip(".,!?;:。、，！？")  # an interim's closing punctuation must not stop the final
-
-        def decode(language_code: str, prefix_text: str) -> Decoded:
-            return self._timed(self.engine.decode, encoded, language_code, prompt=self._context.get(language_code, ""),
-                               prefix=prefix_text, beam_size=o.beam_size)
-
-        decoded = decode(lang, prefix)
-        # Short fragments: the script decides; ambiguous ones keep the committed language.
-        if not forced and len(self.pair) > 1 and len(decoded.text.replace(" ", "")) < o.short_text_chars:
-            judged = script_language(decoded.text, self.pair) or self.language or lang
-            if judged != lang:
-                lang = judged
-                decoded = decode(lang, "")
-        text = "" if self._is_silence(decoded) else convert_script(decoded.text, lang)
+        text = self._guard(self._decode(encoded, lang, prefix, o.beam_size))
+        commit = True
+        if not forced and not seg.language_fixed and len(self.pair) > 1:
+            decision = decide_final_language(
+                best(probs), seg.votes, self.language, text, self.pair, o.hysteresis, o.short_text_chars)
+            commit = decision.commit
+            if decision.language != lang:
+                lang = decision.language
+                text = self._guard(self._decode(encoded, lang, "", o.beam_size))  # same encoder output
         events: list[Event] = []
         if not text and seg.segment_id is None:
             return events
-        if text and self.language is not None and lang != self.language and not forced:
+        if text and commit and self.language is not None and lang != self.language and not forced:
             events.append(LanguageSwitched(self.language, lang, seg.start / SAMPLE_RATE))
-        if text:
+        if text and commit:
             self.language = lang
-            self._context[lang] = (self._context.get(lang, "") + " " + decoded.text).strip()[-o.prompt_chars:] if o.prompt_chars else ""
+        if text and o.prompt_chars:
+            self._context[lang] = (self._context.get(lang, "") + " " + text).strip()[-o.prompt_chars:]
         events.append(Result(
             segment_id=self._segment_id(seg), revision=seg.revision, is_final=True, stability=1.0,
             start_s=seg.start / SAMPLE_RATE, end_s=end / SAMPLE_RATE, language=lang,
-            confidence=float(probs.get(lang, 1.0)), text=text, final_reason=reason,
+            confidence=float(probs.get(lang, 0.0)), text=convert_script(text, lang), final_reason=reason,
         ))
         return events
-
-    def _is_silence(self, decoded: Decoded) -> bool:
-        return not decoded.text or (
-            decoded.no_speech_prob > self.options.no_speech_threshold and decoded.avg_logprob < -1.0)
 
     def _trim(self) -> None:
         keep_from = self._segment.start if self._segment else max(self._last_segment_end, self.total - SAMPLE_RATE)
@@ -311,3 +393,4 @@ class RecognitionStream:
             drop = keep_from - self._audio_base
             self._audio = self._audio[drop:]
             self._audio_base = keep_from
+

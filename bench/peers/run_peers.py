@@ -1,0 +1,517 @@
+"""Side-by-side numbers for the peers (WhisperLiveKit, WhisperLive) on Tandem's model and clips.
+
+    python bench/peers/run_peers.py [--manifest PATH] [--streams PATH] [--quick]
+                                    [--out reports/peers.json] [--peers wlk,wl]
+
+For each peer: start its server (its own venv, 127.0.0.1, a free port, the CTranslate2 Whisper
+base directory models/whisper-base-ct2, HF_HUB_OFFLINE=1), stream every single-language clip
+of the manifest and every code-switched stream in real time (100 ms chunks) through
+bench/peers/peer_client.py (run in the peer's venv), stop the server, then ramp N concurrent
+real-time streams. Writes JSON and prints a Markdown table.
+
+Definitions (see also README-like notes in the JSON):
+- error rate: Tandem's clients/scoring.py (`tokens`, `edit_distance`): WER for en, CER for
+  ja/zh/ko, errors and reference tokens summed per language over clips and streams. The
+  hypothesis is the peer's final output at end of stream (WLK: all committed `lines` plus any
+  remaining `buffer_transcription`; WhisperLive: its completed segments plus the last
+  uncompleted segment, as its own client writes the transcript). In a code-switched stream the
+  hypothesis is split per language by script (Latin letters => en; kana/kanji/hangul => the
+  other language; digits and punctuation stay with their neighbours) and compared with the
+  stream's reference segments of that language, concatenated in order. (The peers do not
+  segment by language, so a per-segment alignment would mostly measure their segmentation.)
+- final: WLK = text in `lines` (committed by LocalAgreement, never revised);
+  WhisperLive = segments with `completed: true`. Final latency of a reference segment = the
+  first arrival (stream clock: audio at time t was spoken at t0 + t) at which the end
+  timestamp of the peer's committed output reaches the segment's end minus TOL_S (0.25 s),
+  minus the segment's end. A segment never reached before the end of the run counts as
+  +inf in the percentiles (reported as null with a count).
+- max real-time streams: N = 1, 2, 3, ... lanes, each streaming code-switched streams
+  back to back in real time (lanes staggered by 0.4 s); the largest N whose p95 final latency
+  over all reference segments is <= 1.5 s, stopping at the first N that fails or errs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unicodedata
+import urllib.request
+import wave
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+from clients.scoring import edit_distance, tokens  # noqa: E402
+
+TOL_S = 0.25
+BOUND_S = 1.5
+CT2_DIR = ROOT / "models" / "whisper-base-ct2"
+VAD_ONNX = ROOT / "models" / "vad" / "silero_vad_v6.onnx"
+PEERS = {
+    "wlk": {"name": "whisperlivekit", "dist": "whisperlivekit", "venv": "wlk"},
+    "wl": {"name": "whisperlive", "dist": "whisper-live", "venv": "wl"},
+}
+
+
+# ---------------------------------------------------------------- data
+
+def read_pcm_i16(path: Path):
+    import numpy as np
+
+    with wave.open(str(path), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+
+
+def speech_bounds(path: Path) -> tuple[float, float]:
+    """The eval set's rule: frames within 35 dB of the loudest 20 ms frame are speech."""
+    import numpy as np
+
+    pcm = read_pcm_i16(path)
+    frame = 320
+    n = max(1, len(pcm) // frame)
+    x = pcm[: n * frame].astype(np.float64).reshape(n, frame) / 32768.0
+    db = 10 * np.log10(np.mean(x * x, axis=1) + 1e-12)
+    active = np.nonzero(db > db.max() - 35.0)[0]
+    if len(active) == 0:
+        return 0.0, len(pcm) / 16000
+    return active[0] * frame / 16000, (active[-1] + 1) * frame / 16000
+
+
+def load_entries(manifest: Path | None, streams: Path | None):
+    clips, strs = [], []
+    if manifest and manifest.exists():
+        for line in manifest.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            it = json.loads(line)
+            path = (manifest.parent / it["path"]).resolve()
+            if it.get("segments"):  # a manifest may also hold streams
+                strs.append(_stream(it, path))
+                continue
+            start, end = speech_bounds(path)
+            clips.append({"key": it["id"], "path": str(path), "languages": [it["language"]],
+                          "segments": [{"start_s": start, "end_s": end, "language": it["language"], "text": it["text"]}],
+                          "is_stream": False})
+    if streams and streams.exists():
+        for line in streams.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                it = json.loads(line)
+                strs.append(_stream(it, (streams.parent / it["path"]).resolve()))
+    return clips, strs
+
+
+def _stream(it, path):
+    segs = [{k: s[k] for k in ("start_s", "end_s", "language", "text")} for s in it["segments"]]
+    langs = it.get("languages") or list(dict.fromkeys(s["language"] for s in segs))
+    return {"key": it["id"], "path": str(path), "languages": langs, "segments": segs, "is_stream": True}
+
+
+# ---------------------------------------------------------------- peers
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peer_env():
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+class Server:
+    def __init__(self, key: str, venv: Path, logdir: Path, warmup_wav: str, max_clients: int = 32):
+        self.key, self.venv, self.port = key, venv, free_port()
+        py = str(venv / "bin" / "python")
+        if key == "wlk":
+            cmd = [py, "-m", "whisperlivekit.basic_server", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--backend", "faster-whisper", "--backend-policy", "localagreement",
+                   "--model_dir", str(CT2_DIR), "--pcm-input", "--lan", "auto",
+                   "--warmup-file", warmup_wav, "--log-level", "INFO"]
+        else:
+            cmd = [py, str(HERE / "wl_server.py"), "--port", str(self.port), "--model", str(CT2_DIR),
+                   "--vad-onnx", str(VAD_ONNX), "--max-clients", str(max_clients)]
+        self.cmd = cmd
+        self.log_path = logdir / f"{key}-server.log"
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=peer_env(),
+                                     cwd=str(ROOT), start_new_session=True)
+
+    def wait_ready(self, timeout=240.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.key} server exited ({self.proc.returncode}); see {self.log_path}")
+            try:
+                if self.key == "wlk":
+                    with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                        if json.load(r).get("ready"):
+                            return
+                else:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"{self.key} server not ready after {timeout:.0f} s; see {self.log_path}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def run_client(venv: Path, peer: str, port: int, lanes, tmp: Path, tail_s=8.0, final_wait_s=30.0):
+    job = {"peer": peer, "url": f"ws://127.0.0.1:{port}", "lanes": lanes, "chunk_s": 0.1,
+           "tail_s": tail_s, "final_wait_s": final_wait_s, "lane_stagger_s": 0.4, "tol_s": TOL_S}
+    jp, op = tmp / f"job-{time.monotonic_ns()}.json", tmp / f"out-{time.monotonic_ns()}.json"
+    jp.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
+    proc = subprocess.run([str(venv / "bin" / "python"), str(HERE / "peer_client.py"), str(jp), str(op)],
+                          env=peer_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"peer client failed: {proc.stderr[-2000:]}")
+    return json.loads(op.read_text(encoding="utf-8"))
+
+
+def item(entry, language=None):
+    return {"key": entry["key"], "path": entry["path"], "language": language,
+            "ref_ends": [s["end_s"] for s in entry["segments"]]}
+
+
+# ---------------------------------------------------------------- analysis
+
+def final_text(peer: str, trace) -> str:
+    if not trace["events"]:
+        return ""
+    last = trace["events"][-1][1]
+    states = [e[1] for e in trace["events"] if "lines" in e[1] or "completed" in e[1]]
+    if not states:
+        return ""
+    last = states[-1]
+    if peer == "wlk":
+        return " ".join([ln[2].strip() for ln in last["lines"]] + [last.get("buffer") or ""]).strip()
+    parts = [c[2].strip() for c in last["completed"]]
+    if last.get("tail") and last["tail"][2].strip() not in parts:
+        parts.append(last["tail"][2].strip())
+    return " ".join(parts).strip()
+
+
+def committed_timeline(peer: str, trace):
+    """[(arrival t, end of committed output)] with non-decreasing ends."""
+    out, best = [], -1.0
+    for t, st in trace["events"]:
+        ends = [ln[1] for ln in st.get("lines", []) if ln[1] is not None] if peer == "wlk" \
+            else [c[1] for c in st.get("completed", [])]
+        if ends and max(ends) > best:
+            best = max(ends)
+            out.append((t, best))
+    return out
+
+
+def latencies(peer: str, entry, trace):
+    tl = committed_timeline(peer, trace)
+    res = []
+    for seg in entry["segments"]:
+        target = seg["end_s"] - TOL_S
+        hit = next((t for t, e in tl if e >= target), None)
+        res.append(math.inf if hit is None else max(0.0, hit - seg["end_s"]))
+    return res
+
+
+def script_of(ch: str) -> str | None:
+    if ch.isdigit() or not ch.isalpha():
+        return None
+    name = unicodedata.name(ch, "")
+    if name.startswith(("LATIN", "FULLWIDTH LATIN")):
+        return "latin"
+    return "cjk"  # CJK ideographs, kana, hangul (the eval set's non-English languages)
+
+
+def split_by_script(text: str, languages):
+    """{language: text} for a pair (X, en) where X is written in a non-Latin script."""
+    other = [lang for lang in languages if lang.split("-")[0] != "en"]
+    if len(other) != 1 or len(languages) != 2 or other[0].split("-")[0] not in ("ja", "zh", "ko"):
+        return None
+    lang_of = {"latin": "en", "cjk": other[0]}
+    runs, cur, buf = [], None, ""
+    for ch in text:
+        sc = script_of(ch)
+        if sc is None or sc == cur or cur is None:
+            buf += ch
+            cur = cur or sc
+        else:
+            runs.append((cur, buf))
+            cur, buf = sc, ch
+    if buf:
+        runs.append((cur, buf))
+    out = {lang: [] for lang in languages}
+    for sc, chunk in runs:
+        if sc is not None:
+            out[lang_of[sc]].append(chunk)
+    return {lang: " ".join(v) for lang, v in out.items()}
+
+
+def add_errors(acc, lang, ref, hyp):
+    r = tokens(ref, lang)
+    e = edit_distance(r, tokens(hyp, lang))
+    a = acc.setdefault(lang.split("-")[0], [0, 0])
+    a[0] += e
+    a[1] += len(r)
+
+
+def rates(acc):
+    return {lang: round(e / max(1, n), 4) for lang, (e, n) in sorted(acc.items())}
+
+
+def pct(values, q):
+    if not values:
+        return None
+    v = sorted(values)
+    x = v[min(len(v) - 1, max(0, math.ceil(q / 100 * len(v)) - 1))]
+    return None if math.isinf(x) else round(x, 3)
+
+
+# ---------------------------------------------------------------- main flow
+
+def bench_peer(key, clips, streams, args, logdir, tmp):
+    info = PEERS[key]
+    venv = Path(args.peers_dir) / info["venv"]
+    if not (venv / "bin" / "python").exists():
+        raise RuntimeError(f"{venv} missing: run bench/peers/setup.sh")
+    version = subprocess.run([str(venv / "bin" / "python"), "-c",
+                              f"import importlib.metadata as m; print(m.version('{info['dist']}'))"],
+                             capture_output=True, text=True).stdout.strip()
+    rep = {"version": version, "notes": [], "per_entry": {}}
+    warm = (clips or streams)[0]["path"]
+    t_start = time.monotonic()
+    server = Server(key, venv, logdir, warm)
+    try:
+        server.wait_ready()
+        rep["startup_s"] = round(time.monotonic() - t_start, 1)
+        # warm-up stream (not scored): WhisperLive loads its model on the first connection
+        run_client(venv, key, server.port, [[{**item((clips or streams)[0]), "key": "warmup"}]], tmp, tail_s=3)
+
+        # (a) + (b) one stream at a time, real time
+        entries = clips + streams
+        traces = run_client(venv, key, server.port, [[item(e) for e in entries]], tmp)
+        by_key = {t["key"]: t for t in traces}
+        acc_all, acc_clips, acc_streams = {}, {}, {}
+        lat_clips, lat_streams, errors, langs_seen = [], [], [], {}
+        for e in entries:
+            tr = by_key[e["key"]]
+            if tr.get("error"):
+                errors.append(f"{e['key']}: {tr['error']}")
+            hyp = final_text(key, tr)
+            lat = latencies(key, e, tr)
+            det = sorted({ln[3] for _, st in tr["events"] for ln in st.get("lines", []) if ln[3]} |
+                         {st["language"] for _, st in tr["events"] if "language" in st})
+            langs_seen[e["key"]] = det
+            rep["per_entry"][e["key"]] = {"hypothesis": hyp, "final_latency_s": [None if math.isinf(x) else round(x, 3) for x in lat],
+                                          "detected_languages": det, "error": tr.get("error")}
+            if e["is_stream"]:
+                lat_streams += lat
+                parts = split_by_script(hyp, e["languages"])
+                if parts is None:
+                    rep["notes"].append(f"{e['key']}: pair {e['languages']} not splittable by script; not scored")
+                    continue
+                for lang in e["languages"]:
+                    ref = " ".join(s["text"] for s in e["segments"] if s["language"] == lang)
+                    for acc in (acc_all, acc_streams):
+                        add_errors(acc, lang, ref, parts.get(lang, ""))
+            else:
+                lat_clips += lat
+                seg = e["segments"][0]
+                for acc in (acc_all, acc_clips):
+                    add_errors(acc, seg["language"], seg["text"], hyp)
+        lat_all = lat_clips + lat_streams
+        rep.update({
+            "error_rate": rates(acc_all), "error_rate_clips": rates(acc_clips), "error_rate_streams": rates(acc_streams),
+            "reference_tokens": {k: v[1] for k, v in sorted(acc_all.items())},
+            "final_latency_p50_s": pct(lat_all, 50), "final_latency_p95_s": pct(lat_all, 95),
+            "final_latency_streams_p50_s": pct(lat_streams, 50), "final_latency_streams_p95_s": pct(lat_streams, 95),
+            "final_latency_segments": len(lat_all),
+            "final_latency_never_final": sum(1 for x in lat_all if math.isinf(x)),
+            "stream_errors": errors,
+        })
+        rep["detected_languages"] = langs_seen
+
+        # (d) concurrency ramp
+        ramp, best = [], 0
+        p95_1 = pct(lat_streams, 95)
+        ramp.append({"n": 1, "p95_s": p95_1, "p50_s": pct(lat_streams, 50), "segments": len(lat_streams),
+                     "errors": len(errors), "source": "the single-stream run above"})
+        ok = p95_1 is not None and p95_1 <= BOUND_S and not errors
+        best = 1 if ok else 0
+        n, budget_end = 2, time.monotonic() + args.ramp_budget_s
+        per_lane = 1 if args.quick else 2
+        while ok and n <= args.max_n and time.monotonic() < budget_end:
+            lanes = [[item(streams[(i * per_lane + j) % len(streams)]) for j in range(per_lane)] for i in range(n)]
+            res = run_client(venv, key, server.port, lanes, tmp, tail_s=6.0)
+            lat, errs = [], [r["error"] for r in res if r.get("error")]
+            ent = {s["key"]: s for s in streams}
+            for r in res:
+                lat += latencies(key, ent[r["key"]], r)
+            p95 = pct(lat, 95)
+            ramp.append({"n": n, "p95_s": p95, "p50_s": pct(lat, 50), "segments": len(lat),
+                         "never_final": sum(1 for x in lat if math.isinf(x)), "errors": len(errs),
+                         "error_examples": errs[:3]})
+            ok = p95 is not None and p95 <= BOUND_S and not errs
+            if ok:
+                best = n
+            n += 1
+        if ok and n <= args.max_n:
+            rep["notes"].append(f"concurrency ramp stopped by the time budget at N={n - 1} (still within bound)")
+        rep["max_realtime_streams"] = best
+        rep["concurrency_ramp"] = ramp
+    finally:
+        server.stop()
+    rep["wall_s"] = round(time.monotonic() - t_start, 1)
+    return rep
+
+
+STATIC = {
+    "wlk": {
+        "config": "basic_server --backend faster-whisper --backend-policy localagreement --model_dir models/whisper-base-ct2 "
+                  "--pcm-input --lan auto (defaults otherwise: beam 5, Silero VAC (bundled ONNX), min chunk 0.1 s, "
+                  "buffer trimming 'segment' at 15 s, compute_type/device auto -> CPU int8, CTranslate2 default threads)",
+        "language_pair_restriction": False,
+        "language_per_segment": False,
+        "language_notes": [
+            "--lan / ?language= takes ONE language or 'auto'; no allow-list of two languages",
+            "LocalAgreement + faster-whisper: lines carry no language (detected_language is only set by the "
+            "SimulStreaming policy, which detects once per stream and then keeps it)",
+            "with 'auto', faster-whisper re-detects the language on every processed buffer (not exposed)",
+        ],
+        "final_definition": "text in `lines` (LocalAgreement-2 committed, never revised); `buffer_transcription` is the partial",
+        "not_measured": [
+            "SimulStreaming/AlignAtt policy (WLK's default): needs PyTorch Whisper weights for its decoder; only the "
+            "CTranslate2 directory is available (the model hub is off), so the LocalAgreement policy on the same CT2 "
+            "weights is measured",
+        ],
+    },
+    "wl": {
+        "config": "TranscriptionServer.run(backend=faster_whisper, faster_whisper_custom_model_path=models/whisper-base-ct2, "
+                  "single_model=True, max_clients=32) on 127.0.0.1; client options as whisper_live.client defaults "
+                  "(use_vad, no_speech_thresh 0.45, same_output_threshold 10, send_last_n_segments 10), language None (auto); "
+                  "beam 5 (transcriber default), CPU int8, CTranslate2 default threads",
+        "language_pair_restriction": False,
+        "language_per_segment": False,
+        "language_notes": [
+            "`language` option is ONE language or None; with None the first detection with p > 0.5 is sent once "
+            "({language, language_prob}) and then fixed for the whole connection",
+            "segments carry no language",
+        ],
+        "final_definition": "segments with completed=true (a segment completes when Whisper returns a following segment, "
+                            "or when the same text repeats more than same_output_threshold=10 times)",
+        "not_measured": [
+            "batch inference (--batch_inference) targets GPUs; default server (one shared model, per-client threads) measured",
+            "default max_clients is 4 (extra clients get WAIT); raised to 32 here so that compute, not the cap, limits N",
+        ],
+    },
+}
+
+
+def markdown(report) -> str:
+    rows = ["| peer | version | en WER | ja CER | zh CER | ko CER | final p50 (s) | final p95 (s) | max RT streams (p95 ≤ 1.5 s) | pair restriction | language per segment |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, p in report["peers"].items():
+        if "error_rate" not in p:
+            rows.append(f"| {name} | {p.get('version', '?')} | failed: {p.get('failure', '')[:80]} |||||||||")
+            continue
+        er = p["error_rate"]
+        f = lambda k: "—" if er.get(k) is None else f"{er[k]:.3f}"  # noqa: E731
+        g = lambda v: "never" if v is None else f"{v:.2f}"  # noqa: E731
+        rows.append(f"| {name} | {p['version']} | {f('en')} | {f('ja')} | {f('zh')} | {f('ko')} | "
+                    f"{g(p['final_latency_p50_s'])} | {g(p['final_latency_p95_s'])} | {p['max_realtime_streams']} | "
+                    f"{'yes' if p['language_pair_restriction'] else 'no'} | {'yes' if p['language_per_segment'] else 'no'} |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--manifest", type=Path, default=Path("/work/shared/eval/manifest.jsonl"))
+    ap.add_argument("--streams", type=Path, default=None,
+                    help="code-switched streams (default: streams.jsonl beside the manifest)")
+    ap.add_argument("--quick", action="store_true", help="few clips, N up to 2 (about 5 min)")
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "peers.json")
+    ap.add_argument("--peers", default="wlk,wl")
+    ap.add_argument("--peers-dir", default=str(ROOT / ".peers"))
+    ap.add_argument("--max-n", type=int, default=8)
+    ap.add_argument("--ramp-budget-s", type=float, default=None)
+    args = ap.parse_args(argv)
+    if args.streams is None:
+        args.streams = args.manifest.parent / "streams.jsonl"
+    if args.ramp_budget_s is None:
+        args.ramp_budget_s = 60.0 if args.quick else 300.0
+    if args.quick:
+        args.max_n = min(args.max_n, 2)
+    clips, streams = load_entries(args.manifest, args.streams)
+    if args.quick:
+        picked, seen = [], set()
+        for c in clips:  # one clip per language
+            if c["languages"][0] not in seen:
+                seen.add(c["languages"][0])
+                picked.append(c)
+        clips = picked[:3]
+        streams = streams[:2]
+    if not clips and not streams:
+        sys.exit(f"no entries in {args.manifest} / {args.streams}")
+    if not streams:
+        sys.exit("the concurrency ramp needs code-switched streams (--streams)")
+    with open("/proc/loadavg") as f:
+        load_before = f.read().split()[:3]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    logdir = args.out.parent / "peers-logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    report = {"peers": {}, "setup": {
+        "model": str(CT2_DIR.relative_to(ROOT)), "manifest": str(args.manifest), "streams": str(args.streams),
+        "clips": len(clips), "code_switched_streams": len(streams), "quick": args.quick,
+        "cpu_count": os.cpu_count(), "loadavg_before": load_before, "chunk_s": 0.1,
+        "final_tolerance_s": TOL_S, "latency_bound_s": BOUND_S,
+    }}
+    tmp = Path(tempfile.mkdtemp(prefix="peers-"))
+    try:
+        for key in [k.strip() for k in args.peers.split(",") if k.strip()]:
+            if key not in PEERS:
+                sys.exit(f"unknown peer {key!r} (wlk, wl)")
+            name = PEERS[key]["name"]
+            print(f"[peers] {name}: running ...", file=sys.stderr, flush=True)
+            try:
+                rep = bench_peer(key, clips, streams, args, logdir, tmp)
+            except Exception as err:  # report the failure, go on with the next peer
+                rep = {"failure": f"{type(err).__name__}: {err}"}
+            rep.update(STATIC[key])
+            report["peers"][name] = rep
+            print(f"[peers] {name}: done {json.dumps({k: rep.get(k) for k in ('error_rate', 'final_latency_p50_s', 'final_latency_p95_s', 'max_realtime_streams', 'failure')}, ensure_ascii=False)}",
+                  file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    with open("/proc/loadavg") as f:
+        report["setup"]["loadavg_after"] = f.read().split()[:3]
+    report["setup"]["wall_s"] = round(time.monotonic() - t0, 1)
+    args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(markdown(report))
+    print(f"\n(written {args.out}; {report['setup']['wall_s']} s)")
+    return 0 if all("failure" not in p for p in report["peers"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
