@@ -146,6 +146,7 @@ def flaps(entry: Entry, finals: list[Final], window_s: float = 3.0) -> tuple[int
     """(changes that revert within window_s, changes where the reference has none)."""
     ordered = sorted(finals, key=lambda f: f.start_s)
     flap = spurious = 0
+    reverts: set[int] = set()  # the change back after a flap is part of that flap
     for k in range(1, len(ordered)):
         a, b = ordered[k - 1], ordered[k]
         if _base(a.language) == _base(b.language):
@@ -153,12 +154,15 @@ def flaps(entry: Entry, finals: list[Final], window_s: float = 3.0) -> tuple[int
         ra, rb = _ref_language_at(entry, (a.start_s + a.end_s) / 2), _ref_language_at(entry, (b.start_s + b.end_s) / 2)
         if ra is not None and ra == rb:
             spurious += 1
-        # does the new language revert within window_s?
-        run_end = b.end_s
-        for c in ordered[k + 1:]:
+        if k in reverts:
+            continue
+        run_end = b.end_s  # does the new language revert within window_s?
+        for j in range(k + 1, len(ordered)):
+            c = ordered[j]
             if _base(c.language) != _base(b.language):
                 if _base(c.language) == _base(a.language) and run_end - b.start_s < window_s:
                     flap += 1
+                    reverts.add(j)
                 break
             run_end = c.end_s
     return flap, spurious

@@ -11,7 +11,7 @@ Each item is streamed like a microphone: 100 ms chunks of s16le PCM, chunk k lea
 t0 + (k+1)·chunk_s, so the stream clock t = now - t0 is the time the audio was spoken.
 After the file, silence keeps coming in real time (a live microphone does not stop) for up to
 tail_s seconds, or until the peer's committed output reaches the last reference end
-(minus tol_s); then end-of-audio is signalled and the client waits up to final_wait_s for the
+(minus tol_s), or until it shows no partial text 1.5 s after the audio; then end-of-audio is signalled and the client waits up to final_wait_s for the
 peer's flush. Every message that changes the peer's output is recorded with its arrival time
 on the stream clock; scoring happens outside (run_peers.py).
 
@@ -69,6 +69,14 @@ class Recorder:
         self.done = asyncio.Event()
         self.error = None
         self.meta = {}
+
+    def pending(self):
+        """Whether the peer shows uncommitted (partial) text right now."""
+        if not self.last:
+            return False
+        if self.peer == "wlk":
+            return bool((self.last.get("buffer") or "").strip())
+        return bool(self.last.get("tail") and self.last["tail"][2].strip())
 
     def on_message(self, t, raw):
         try:
@@ -191,7 +199,9 @@ async def stream_item(job, item):
             silence = bytes(step)
             tail_chunks = int(job.get("tail_s", 8.0) / chunk_s)
             for _ in range(tail_chunks):
-                if rec.committed_end >= target or rec.done.is_set():
+                now = time.monotonic() - t0
+                settled = rec.committed_end > 0 and not rec.pending() and now >= audio_end + 1.5
+                if rec.committed_end >= target or settled or rec.done.is_set():
                     break
                 delay = t0 + (k + 1) * chunk_s - time.monotonic()
                 if delay > 0:

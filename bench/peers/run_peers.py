@@ -21,10 +21,11 @@ Definitions (see also README-like notes in the JSON):
   segment by language, so a per-segment alignment would mostly measure their segmentation.)
 - final: WLK = text in `lines` (committed by LocalAgreement, never revised);
   WhisperLive = segments with `completed: true`. Final latency of a reference segment = the
-  first arrival (stream clock: audio at time t was spoken at t0 + t) at which the end
-  timestamp of the peer's committed output reaches the segment's end minus TOL_S (0.25 s),
-  minus the segment's end. A segment never reached before the end of the run counts as
-  +inf in the percentiles (reported as null with a count).
+  arrival time (stream clock: audio at time t was spoken at t0 + t) of the LAST commit whose
+  time span overlaps the segment's region (its start .. the middle of the gap to the next
+  segment; +0.5 s for the last one), minus the segment's end: when the segment's final text
+  is complete. A segment with no committed text at all counts as +inf in the percentiles
+  (reported as null, with a count).
 - max real-time streams: N = 1, 2, 3, ... lanes, each streaming code-switched streams
   back to back in real time (lanes staggered by 0.4 s); the largest N whose p95 final latency
   over all reference segments is <= 1.5 s, stopping at the first N that fails or errs.
@@ -53,7 +54,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 from clients.scoring import edit_distance, tokens  # noqa: E402
 
-TOL_S = 0.25
+TOL_S = 0.25  # only used to end the trailing silence early (peer_client)
 BOUND_S = 1.5
 CT2_DIR = ROOT / "models" / "whisper-base-ct2"
 VAD_ONNX = ROOT / "models" / "vad" / "silero_vad_v6.onnx"
@@ -213,25 +214,50 @@ def final_text(peer: str, trace) -> str:
     return " ".join(parts).strip()
 
 
-def committed_timeline(peer: str, trace):
-    """[(arrival t, end of committed output)] with non-decreasing ends."""
-    out, best = [], -1.0
-    for t, st in trace["events"]:
-        ends = [ln[1] for ln in st.get("lines", []) if ln[1] is not None] if peer == "wlk" \
-            else [c[1] for c in st.get("completed", [])]
-        if ends and max(ends) > best:
-            best = max(ends)
-            out.append((t, best))
+def commit_events(peer: str, trace):
+    """[(arrival t, span_start, span_end)]: each time the committed output grows, the span of
+    stream time that the newly committed text covers. WLK: committed lines only expose their
+    start/end, so the new span runs from the previous committed end to the new one (or from
+    the start of a new line); WhisperLive: each newly completed segment's own start/end."""
+    out = []
+    if peer == "wlk":
+        best = None
+        for t, st in trace["events"]:
+            lines = [ln for ln in st.get("lines", []) if ln[1] is not None]
+            if not lines:
+                continue
+            end = max(ln[1] for ln in lines)
+            if best is None or end > best + 1e-6:
+                new_starts = [ln[0] for ln in lines if ln[0] is not None and (best is None or ln[0] >= best - 1e-6)]
+                start = min(new_starts) if new_starts else best
+                out.append((t, start if start is not None else 0.0, end))
+                best = end
+    else:
+        seen = 0
+        for t, st in trace["events"]:
+            done = st.get("completed")
+            if done is None:
+                continue
+            for c in done[seen:]:
+                out.append((t, c[0], c[1]))
+            seen = max(seen, len(done))
     return out
 
 
 def latencies(peer: str, entry, trace):
-    tl = committed_timeline(peer, trace)
+    """Per reference segment: (arrival of the LAST commit whose span overlaps the segment's
+    region) - segment end. The region runs from the segment's start (or the middle of the gap
+    before it) to the middle of the gap after it (0.5 s past its end for the last segment):
+    the time at which the segment's final text is complete. inf when nothing was committed."""
+    ev = commit_events(peer, trace)
+    segs = entry["segments"]
     res = []
-    for seg in entry["segments"]:
-        target = seg["end_s"] - TOL_S
-        hit = next((t for t, e in tl if e >= target), None)
-        res.append(math.inf if hit is None else max(0.0, hit - seg["end_s"]))
+    for i, seg in enumerate(segs):
+        lo = seg["start_s"] if i == 0 else (segs[i - 1]["end_s"] + seg["start_s"]) / 2
+        hi = seg["end_s"] + 0.5 if i == len(segs) - 1 else (seg["end_s"] + segs[i + 1]["start_s"]) / 2
+        # a commit belongs to the segment when it overlaps the region by >= 0.3 s or by half its own span
+        hits = [t for t, a, b in ev if min(b, hi) - max(a, lo) >= min(0.3, 0.5 * max(b - a, 1e-3))]
+        res.append(max(0.0, max(hits) - seg["end_s"]) if hits else math.inf)
     return res
 
 

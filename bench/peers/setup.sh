@@ -6,7 +6,7 @@
 # build; every other package is pinned and installed with --no-deps (the lists are the
 # complete resolved sets, minus GPU-only and unused packages - see the comments in them).
 # Downloads go through pip's cache (PIP_CACHE_DIR, default ~/.cache/pip). A venv is rebuilt
-# only when its requirements file (or this script) changes.
+# only when its requirements file (or TORCH_SPEC) changes.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,7 +24,7 @@ make_venv() {
     local venv="$PEERS_DIR/$name"
     local stamp="$venv/.installed"
     local want
-    want="$(cat "$req" "$HERE/setup.sh" | sha256sum | cut -d' ' -f1) $TORCH_SPEC"
+    want="$(sha256sum < "$req" | cut -d' ' -f1) $TORCH_SPEC"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && "$venv/bin/python" -c "$smoke" 2>/dev/null; then
         echo "peers: $name up to date ($venv)"
         return
@@ -42,6 +42,9 @@ make_venv() {
         "${pip[@]}" install --only-binary=:all: "$TORCH_SPEC"
     fi
     rm -f "$venv/torch.json"
+    # 2. the peer and its pinned dependency set, nothing else.
+    "${pip[@]}" install --no-deps --only-binary=:all: -r "$req"
+    "$venv/bin/python" -c "$smoke"
     "$venv/bin/python" - <<'PY'
 import importlib.metadata as md, sys
 bad = [d.metadata["Name"] for d in md.distributions() if d.metadata["Name"].lower().startswith(("nvidia-", "triton"))]
@@ -49,9 +52,6 @@ import torch
 if bad or torch.version.cuda:
     sys.exit(f"a CUDA torch build was installed ({torch.__version__}, {bad}); set TORCH_INDEX to a CPU index")
 PY
-    # 2. the peer and its pinned dependency set, nothing else.
-    "${pip[@]}" install --no-deps --only-binary=:all: -r "$req"
-    "$venv/bin/python" -c "$smoke"
     echo "$want" > "$stamp"
     echo "peers: $name ready ($(du -sh "$venv" | cut -f1))"
 }
