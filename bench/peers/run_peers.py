@@ -60,8 +60,10 @@ CT2_DIR = ROOT / "models" / "whisper-base-ct2"
 VAD_ONNX = ROOT / "models" / "vad" / "silero_vad_v6.onnx"
 PEERS = {
     "wlk": {"name": "whisperlivekit", "dist": "whisperlivekit", "venv": "wlk"},
+    "wlk-simul": {"name": "whisperlivekit-simulstreaming", "dist": "whisperlivekit", "venv": "wlk"},
     "wl": {"name": "whisperlive", "dist": "whisper-live", "venv": "wl"},
 }
+PROTOCOL = {"wlk": "wlk", "wlk-simul": "wlk", "wl": "wl"}
 
 
 # ---------------------------------------------------------------- data
@@ -141,6 +143,13 @@ class Server:
                    "--backend", "faster-whisper", "--backend-policy", "localagreement",
                    "--model_dir", str(CT2_DIR), "--pcm-input", "--lan", "auto",
                    "--warmup-file", warmup_wav, "--log-level", "INFO"]
+        elif key == "wlk-simul":
+            pt = converted_pt(venv)
+            cmd = [py, "-m", "whisperlivekit.basic_server", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--backend", "faster-whisper", "--backend-policy", "simulstreaming",
+                   "--encoder-model-path", str(CT2_DIR), "--decoder-model-path", str(pt),
+                   "--custom-alignment-heads", Path(str(pt) + ".heads").read_text().strip(),
+                   "--pcm-input", "--lan", "auto", "--warmup-file", warmup_wav, "--log-level", "INFO"]
         else:
             cmd = [py, str(HERE / "wl_server.py"), "--port", str(self.port), "--model", str(CT2_DIR),
                    "--vad-onnx", str(VAD_ONNX), "--max-clients", str(max_clients)]
@@ -156,7 +165,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.key} server exited ({self.proc.returncode}); see {self.log_path}")
             try:
-                if self.key == "wlk":
+                if PROTOCOL[self.key] == "wlk":
                     with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
                         if json.load(r).get("ready"):
                             return
@@ -179,8 +188,18 @@ class Server:
         self.log.close()
 
 
+def converted_pt(venv: Path) -> Path:
+    """openai-whisper checkpoint of the same CT2 weights (for SimulStreaming's PyTorch decoder)."""
+    pt = venv.parent / "whisper-base-pt" / "whisper-base.pt"
+    src = CT2_DIR / "model.bin"
+    if not pt.exists() or not Path(str(pt) + ".heads").exists() or pt.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run([str(venv / "bin" / "python"), str(HERE / "ct2_to_whisper_pt.py"), str(CT2_DIR), str(pt)],
+                       check=True, env=peer_env(), capture_output=True)
+    return pt
+
+
 def run_client(venv: Path, peer: str, port: int, lanes, tmp: Path, tail_s=8.0, final_wait_s=30.0):
-    job = {"peer": peer, "url": f"ws://127.0.0.1:{port}", "lanes": lanes, "chunk_s": 0.1,
+    job = {"peer": PROTOCOL[peer], "url": f"ws://127.0.0.1:{port}", "lanes": lanes, "chunk_s": 0.1,
            "tail_s": tail_s, "final_wait_s": final_wait_s, "lane_stagger_s": 0.4, "tol_s": TOL_S}
     jp, op = tmp / f"job-{time.monotonic_ns()}.json", tmp / f"out-{time.monotonic_ns()}.json"
     jp.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
@@ -206,7 +225,7 @@ def final_text(peer: str, trace) -> str:
     if not states:
         return ""
     last = states[-1]
-    if peer == "wlk":
+    if PROTOCOL[peer] == "wlk":
         return " ".join([ln[2].strip() for ln in last["lines"]] + [last.get("buffer") or ""]).strip()
     parts = [c[2].strip() for c in last["completed"]]
     if last.get("tail") and last["tail"][2].strip() not in parts:
@@ -220,7 +239,7 @@ def commit_events(peer: str, trace):
     start/end, so the new span runs from the previous committed end to the new one (or from
     the start of a new line); WhisperLive: each newly completed segment's own start/end."""
     out = []
-    if peer == "wlk":
+    if PROTOCOL[peer] == "wlk":
         best = None
         for t, st in trace["events"]:
             lines = [ln for ln in st.get("lines", []) if ln[1] is not None]
@@ -316,6 +335,41 @@ def pct(values, q):
 
 # ---------------------------------------------------------------- main flow
 
+class LoadSampler:
+    """1-min load average and machine-wide CPU busy share, sampled every 2 s during a run."""
+
+    def __init__(self):
+        import threading
+
+        self.samples, self.busy, self._stop = [], [], threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    @staticmethod
+    def _cpu():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + v[4]
+        return sum(v) - idle, sum(v)
+
+    def _run(self):
+        prev = self._cpu()
+        while not self._stop.wait(2.0):
+            with open("/proc/loadavg") as f:
+                self.samples.append(float(f.read().split()[0]))
+            cur = self._cpu()
+            if cur[1] > prev[1]:
+                self.busy.append((cur[0] - prev[0]) / (cur[1] - prev[1]))
+            prev = cur
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
+        m = lambda v: round(sum(v) / len(v), 2) if v else None  # noqa: E731
+        return {"loadavg1_mean": m(self.samples), "loadavg1_max": max(self.samples) if self.samples else None,
+                "cpu_busy_mean": m(self.busy)}
+
+
 def bench_peer(key, clips, streams, args, logdir, tmp):
     info = PEERS[key]
     venv = Path(args.peers_dir) / info["venv"]
@@ -327,6 +381,7 @@ def bench_peer(key, clips, streams, args, logdir, tmp):
     rep = {"version": version, "notes": [], "per_entry": {}}
     warm = (clips or streams)[0]["path"]
     t_start = time.monotonic()
+    sampler = LoadSampler()
     server = Server(key, venv, logdir, warm)
     try:
         server.wait_ready()
@@ -336,7 +391,9 @@ def bench_peer(key, clips, streams, args, logdir, tmp):
 
         # (a) + (b) one stream at a time, real time
         entries = clips + streams
-        traces = run_client(venv, key, server.port, [[item(e) for e in entries]], tmp)
+        given = args.clip_language == "given"
+        traces = run_client(venv, key, server.port,
+                            [[item(e, e["languages"][0] if given and not e["is_stream"] else None) for e in entries]], tmp)
         by_key = {t["key"]: t for t in traces}
         acc_all, acc_clips, acc_streams = {}, {}, {}
         lat_clips, lat_streams, errors, langs_seen = [], [], [], {}
@@ -408,6 +465,7 @@ def bench_peer(key, clips, streams, args, logdir, tmp):
         rep["concurrency_ramp"] = ramp
     finally:
         server.stop()
+        rep["machine_load"] = sampler.stop()
     rep["wall_s"] = round(time.monotonic() - t_start, 1)
     return rep
 
@@ -426,11 +484,23 @@ STATIC = {
             "with 'auto', faster-whisper re-detects the language on every processed buffer (not exposed)",
         ],
         "final_definition": "text in `lines` (LocalAgreement-2 committed, never revised); `buffer_transcription` is the partial",
-        "not_measured": [
-            "SimulStreaming/AlignAtt policy (WLK's default): needs PyTorch Whisper weights for its decoder; only the "
-            "CTranslate2 directory is available (the model hub is off), so the LocalAgreement policy on the same CT2 "
-            "weights is measured",
+        "not_measured": [],
+    },
+    "wlk-simul": {
+        "config": "basic_server --backend faster-whisper --backend-policy simulstreaming (WLK's default policy, AlignAtt) "
+                  "--encoder-model-path models/whisper-base-ct2 (faster-whisper encoder) --decoder-model-path = the same "
+                  "weights re-packed as an openai-whisper checkpoint by bench/peers/ct2_to_whisper_pt.py (PyTorch fp32 "
+                  "decoder on CPU), --custom-alignment-heads from the CT2 config.json, --pcm-input --lan auto (defaults "
+                  "otherwise: greedy, frame threshold 25, Silero VAC, min chunk 0.1 s)",
+        "language_pair_restriction": False,
+        "language_per_segment": True,
+        "language_notes": [
+            "--lan / ?language= takes ONE language or 'auto'; no allow-list of two languages",
+            "lines carry detected_language, but it is detected once (first decode of the stream) and then kept, "
+            "so after a switch the segment keeps the first language",
         ],
+        "final_definition": "text in `lines` (committed by AlignAtt, never revised); `buffer_transcription` is the partial",
+        "not_measured": ["CIF end-of-word model (not available offline): WLK then always trims the last word of a chunk"],
     },
     "wl": {
         "config": "TranscriptionServer.run(backend=faster_whisper, faster_whisper_custom_model_path=models/whisper-base-ct2, "
@@ -467,25 +537,41 @@ def markdown(report) -> str:
         rows.append(f"| {name} | {p['version']} | {f('en')} | {f('ja')} | {f('zh')} | {f('ko')} | "
                     f"{g(p['final_latency_p50_s'])} | {g(p['final_latency_p95_s'])} | {p['max_realtime_streams']} | "
                     f"{'yes' if p['language_pair_restriction'] else 'no'} | {'yes' if p['language_per_segment'] else 'no'} |")
+    rows += ["", "| peer | streams-only final p50 / p95 (s) | segments never final | concurrency ramp (N: p95 s) | "
+             "mean load / CPU busy during run | wall (s) |", "|---|---|---|---|---|---|"]
+    for name, p in report["peers"].items():
+        if "error_rate" not in p:
+            continue
+        g = lambda v: "never" if v is None else f"{v:.2f}"  # noqa: E731
+        ramp = ", ".join(f"{r['n']}: {g(r['p95_s'])}" for r in p.get("concurrency_ramp", []))
+        ld = p.get("machine_load", {})
+        rows.append(f"| {name} | {g(p['final_latency_streams_p50_s'])} / {g(p['final_latency_streams_p95_s'])} | "
+                    f"{p['final_latency_never_final']}/{p['final_latency_segments']} | {ramp} | "
+                    f"{ld.get('loadavg1_mean')} / {ld.get('cpu_busy_mean')} | {p.get('wall_s')} |")
     return "\n".join(rows)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--manifest", type=Path, default=Path("/work/shared/eval/manifest.jsonl"))
+    ap.add_argument("--manifest", type=Path, default=ROOT.parent / "shared" / "eval" / "manifest.jsonl")
     ap.add_argument("--streams", type=Path, default=None,
                     help="code-switched streams (default: streams.jsonl beside the manifest)")
     ap.add_argument("--quick", action="store_true", help="few clips, N up to 2 (about 5 min)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "peers.json")
-    ap.add_argument("--peers", default="wlk,wl")
+    ap.add_argument("--peers", default="wlk,wlk-simul,wl",
+                    help="wlk = WhisperLiveKit LocalAgreement, wlk-simul = WhisperLiveKit SimulStreaming (its default "
+                         "policy), wl = WhisperLive")
     ap.add_argument("--peers-dir", default=str(ROOT / ".peers"))
     ap.add_argument("--max-n", type=int, default=8)
+    ap.add_argument("--clip-language", choices=("auto", "given"), default="auto",
+                    help="single-language clips: peer detects the language (auto, default) or is told it (given); "
+                         "code-switched streams always run with auto (neither peer accepts a pair)")
     ap.add_argument("--ramp-budget-s", type=float, default=None)
     args = ap.parse_args(argv)
     if args.streams is None:
         args.streams = args.manifest.parent / "streams.jsonl"
     if args.ramp_budget_s is None:
-        args.ramp_budget_s = 60.0 if args.quick else 300.0
+        args.ramp_budget_s = 60.0 if args.quick else 200.0
     if args.quick:
         args.max_n = min(args.max_n, 2)
     clips, streams = load_entries(args.manifest, args.streams)
@@ -510,6 +596,7 @@ def main(argv=None):
     report = {"peers": {}, "setup": {
         "model": str(CT2_DIR.relative_to(ROOT)), "manifest": str(args.manifest), "streams": str(args.streams),
         "clips": len(clips), "code_switched_streams": len(streams), "quick": args.quick,
+        "clip_language": args.clip_language,
         "cpu_count": os.cpu_count(), "loadavg_before": load_before, "chunk_s": 0.1,
         "final_tolerance_s": TOL_S, "latency_bound_s": BOUND_S,
     }}
@@ -517,7 +604,7 @@ def main(argv=None):
     try:
         for key in [k.strip() for k in args.peers.split(",") if k.strip()]:
             if key not in PEERS:
-                sys.exit(f"unknown peer {key!r} (wlk, wl)")
+                sys.exit(f"unknown peer {key!r} (wlk, wlk-simul, wl)")
             name = PEERS[key]["name"]
             print(f"[peers] {name}: running ...", file=sys.stderr, flush=True)
             try:

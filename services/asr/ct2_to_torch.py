@@ -44,6 +44,7 @@ import numpy as np
 
 # Order of ctranslate2's DataType enum (`_dtype_to_type_id` in ctranslate2.specs.model_spec).
 _CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
+_GELU = 3  # ctranslate2.specs.common_spec.Activation.GELU
 _SUPPORTED_BINARY_VERSIONS = range(1, 7)
 # The key bias CTranslate2 keeps (zeros from fuse_linear) must really be zero to be dropped.
 _KEY_BIAS_TOLERANCE = 1e-6
@@ -161,11 +162,15 @@ def ct2_to_state_dict(variables: dict[str, Any], aliases: dict[str, str], dtype=
 
     # Architecture flags that openai-whisper hard-codes; refuse anything else.
     for name, expected in (("decoder/scale_embeddings", (False, 1.0)), ("decoder/alibi", (False,)),
-                           ("decoder/start_from_zero_embedding", (False,))):
+                           ("decoder/start_from_zero_embedding", (False,)), ("decoder/pre_norm", (True,)),
+                           ("decoder/activation", (_GELU,))):
         value = scalar(name)
         if value is not None and value not in expected:
             raise Ct2FormatError(f"{name}={value!r} is not supported by openai-whisper")
-    for name in ("decoder/pre_norm", "decoder/activation", "decoder/alignment_heads", "decoder/alignment_layer"):
+    # Flags that only matter when the architecture differs (checked above) or for features
+    # openai-whisper sets up elsewhere (alignment heads come from config.json).
+    for name in ("decoder/alignment_heads", "decoder/alignment_layer",
+                 "decoder/alibi_use_positive_positions", "decoder/scale_alibi"):
         scalar(name)
     n_audio_head = int(scalar("encoder/num_heads"))
     n_text_head = int(scalar("decoder/num_heads"))

@@ -34,9 +34,9 @@ class AsrSettings:
     intra_threads: int = 2
     max_streams: int = 8  # admission control: RESOURCE_EXHAUSTED beyond this
     max_stream_seconds: float = 4 * 3600.0  # OUT_OF_RANGE beyond this
-    beam_size: int = 1
+    beam_size: int = 5
     partial_interval_s: float = 0.5
-    min_silence_s: float = 0.5
+    min_silence_s: float = 0.6
     max_segment_s: float = 15.0
     # Bilingual mechanisms (README, "How a stream is recognised"); each can be switched off.
     pair_constraint: bool = True
@@ -48,7 +48,7 @@ class AsrSettings:
     universal_padding: bool = True
     padding_cutoff_s: float = 3.0
     hallucination_guards: bool = True
-    commit_prefix: bool = True
+    commit_prefix: bool = False
     prompt_chars: int = 0
     prompt_hygiene: bool = True
 

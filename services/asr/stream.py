@@ -36,10 +36,11 @@ class StreamOptions:
     partial_interval_s: float = 0.5  # re-decode the open segment this often
     min_decode_s: float = 0.4  # no interim decode before this much speech
     max_segment_s: float = 15.0  # force a final at the quietest point beyond this
-    min_silence_s: float = 0.5  # VAD silence that ends a segment
+    min_silence_s: float = 0.6  # VAD silence that ends a segment
+    speculate_after_s: float = 0.3  # the final is decoded ahead once this much of that silence has passed
     speech_pad_s: float = 0.15  # audio kept after speech end
     onset_pad_s: float = 0.4  # audio kept before speech start (Silero reacts late to soft onsets)
-    beam_size: int = 1  # final decode
+    beam_size: int = 5  # final decode (interim windows are greedy)
     # --- mechanisms (each can be switched off for ablations) ---------------------------
     pair_constraint: bool = True  # Whisper's language token restricted to the pair
     hysteresis: HysteresisOptions = HysteresisOptions()  # windows=1, threshold=0 switches it off
@@ -50,7 +51,7 @@ class StreamOptions:
     padding: Padding | None = None  # universal padding clip (None = off)
     padding_cutoff_s: float = 3.0  # ... prepended to windows shorter than this
     hallucination_guards: bool = True
-    commit_prefix: bool = True  # the final keeps the text LocalAgreement committed
+    commit_prefix: bool = False  # the final is forced to keep the text LocalAgreement committed
     prompt_chars: int = 0  # committed text fed as prompt (0 = none)
     prompt_hygiene: bool = True  # the prompt carries the current language's text only
     phrases: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # biasing, per language
@@ -88,6 +89,16 @@ class LanguageSwitched:
 Event = Union[Result, SpeechBoundary, LanguageSwitched]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Draft:
+    key: tuple
+    language: str
+    text: str
+    confidence: float
+    commit: bool  # whether the stream's committed language becomes `language`
+    forced: bool  # the language was fixed by a confirmed switch
+
+
 @dataclasses.dataclass
 class _Segment:
     start: int  # stream sample
@@ -101,6 +112,7 @@ class _Segment:
     revision: int = 0
     last_decode_end: int = 0
     confidence: float = 0.0
+    draft: _Draft | None = None  # the final decoded ahead during a pause
 
 
 @dataclasses.dataclass
@@ -164,6 +176,13 @@ class RecognitionStream:
         o = self.options
         if self.total - seg.start >= o.max_segment_s * SAMPLE_RATE:
             return self._force_cut()
+        silence = self._segmenter.silence_start
+        if silence is not None and o.vad_flush and \
+                (self._segmenter.frames_seen - silence) * FRAME_SAMPLES >= o.speculate_after_s * SAMPLE_RATE:
+            # Speech has probably ended: decode the final now, so it is ready when the silence is confirmed.
+            end = min(self.total, silence * FRAME_SAMPLES + int(o.speech_pad_s * SAMPLE_RATE))
+            self._draft_final(seg, end, None)
+            return []
         due = self.total - max(seg.last_decode_end, seg.start) >= o.partial_interval_s * SAMPLE_RATE
         if not due or self.total - seg.start < o.min_decode_s * SAMPLE_RATE:
             return []
@@ -340,14 +359,15 @@ class RecognitionStream:
         self._open(cut, language or self.language, fixed=language is not None)
         return events
 
-    def _finalize(self, end: int, reason: str, language: str | None = None) -> list[Event]:
-        seg = self._segment
-        assert seg is not None
-        self._segment = None
-        self._last_segment_end = end
+    def _draft_final(self, seg: _Segment, end: int, language: str | None) -> "_Draft | None":
+        """Decode a segment's final (no state changes); reused when nothing changed since."""
+        key = (seg.start, end, len(seg.votes), language)
+        if seg.draft is not None and seg.draft.key == key:
+            return seg.draft
         audio = self._window(seg.start, end)
         if len(audio) < int(0.1 * SAMPLE_RATE):
-            return []
+            seg.draft = None
+            return None
         o = self.options
         encoded = self._encode(audio)
         probs = self._detect(encoded)
@@ -358,31 +378,41 @@ class RecognitionStream:
             lang = seg.language  # the whole segment does not clearly contradict the locked language
         else:
             lang = best(probs)[0]
-        # LocalAgreement: what interim windows committed stays, when it is in this language.
+        # LocalAgreement: optionally force what interim windows committed (if in this language).
         prefix = join_units(seg.agreement.committed) if lang == seg.language and o.commit_prefix else ""
         prefix = prefix.rstrip(".,!?;:。、，！？")  # an interim's closing punctuation must not stop the final
         text = self._guard(self._decode(encoded, lang, prefix, o.beam_size))
         commit = True
         if not forced and not seg.language_fixed and len(self.pair) > 1:
-            decision = decide_final_language(
-                best(probs), seg.votes, self.language, text, self.pair, o.hysteresis, o.short_text_chars)
+            decision = decide_final_language(best(probs), seg.votes, self.language, text, self.pair, o.hysteresis,
+                                             o.short_text_chars)
             commit = decision.commit
             if decision.language != lang:
                 lang = decision.language
                 text = self._guard(self._decode(encoded, lang, "", o.beam_size))  # same encoder output
+        seg.draft = _Draft(key, lang, text, float(probs.get(lang, 0.0)), commit, forced is not None)
+        return seg.draft
+
+    def _finalize(self, end: int, reason: str, language: str | None = None) -> list[Event]:
+        seg = self._segment
+        assert seg is not None
+        self._segment = None
+        self._last_segment_end = end
+        draft = self._draft_final(seg, end, language)
         events: list[Event] = []
-        if not text and seg.segment_id is None:
+        if draft is None or (not draft.text and seg.segment_id is None):
             return events
-        if text and commit and self.language is not None and lang != self.language and not forced:
+        lang, text = draft.language, draft.text
+        if text and draft.commit and self.language is not None and lang != self.language and not draft.forced:
             events.append(LanguageSwitched(self.language, lang, seg.start / SAMPLE_RATE))
-        if text and commit:
+        if text and draft.commit:
             self.language = lang
-        if text and o.prompt_chars:
-            self._context[lang] = (self._context.get(lang, "") + " " + text).strip()[-o.prompt_chars:]
+        if text and self.options.prompt_chars:
+            self._context[lang] = (self._context.get(lang, "") + " " + text).strip()[-self.options.prompt_chars:]
         events.append(Result(
             segment_id=self._segment_id(seg), revision=seg.revision, is_final=True, stability=1.0,
             start_s=seg.start / SAMPLE_RATE, end_s=end / SAMPLE_RATE, language=lang,
-            confidence=float(probs.get(lang, 0.0)), text=convert_script(text, lang), final_reason=reason,
+            confidence=draft.confidence, text=convert_script(text, lang), final_reason=reason,
         ))
         return events
 

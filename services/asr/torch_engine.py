@@ -53,7 +53,22 @@ class _TorchEncoded:
 
 
 def _decoding_task_class():
-    from whisper.decoding import DecodingTask
+    from whisper.decoding import DecodingTask, MaximumLikelihoodRanker
+
+    class _EmptySafeRanker(MaximumLikelihoodRanker):
+        """The stock ranker divides by the text length: zero when end-of-text comes first
+        (the whole window already given as prefix, or silence)."""
+
+        def rank(self, tokens, sum_logprobs):
+            def score(logprob: float, length: int) -> float:
+                if self.length_penalty is None:
+                    return logprob / max(1, length)
+                return logprob / ((5 + length) / 6) ** self.length_penalty
+
+            return [
+                int(np.argmax([score(lp, len(t)) for t, lp in zip(group, logprobs)]))
+                for group, logprobs in zip(tokens, sum_logprobs)
+            ]
 
     class _PrecomputedTask(DecodingTask):
         """openai-whisper's DecodingTask on encoder output we computed (any frame count),
@@ -62,6 +77,7 @@ def _decoding_task_class():
         def __init__(self, model, options, initial_tokens: tuple[int, ...]) -> None:
             self._ours = tuple(initial_tokens)
             super().__init__(model, options)
+            self.sequence_ranker = _EmptySafeRanker(options.length_penalty)
 
         def _get_initial_tokens(self) -> tuple[int, ...]:
             # The stock method cuts the prefix to n_ctx // 2 - sample_len tokens (negative when

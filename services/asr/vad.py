@@ -90,6 +90,11 @@ class SpeechSegmenter:
     def frames_seen(self) -> int:
         return self._frame
 
+    @property
+    def silence_start(self) -> int | None:
+        """Inside speech: the first frame of the silence run in progress (None if none)."""
+        return self._silence_start if self.in_speech else None
+
     def push(self, probs: np.ndarray) -> list[VadEvent]:
         o = self.options
         events: list[VadEvent] = []
