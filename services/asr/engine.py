@@ -71,6 +71,24 @@ class WhisperEngine(Protocol):
     ) -> Decoded: ...
 
 
+def load_tokenizer(path: Path):
+    """Whisper's tokenizer.json, repaired: the packaged base model's file lacks GPT-2's first
+    BPE merge ("Ġ t"), which splits " the", " to", ... into " " + "the" when prompts, prefixes
+    and the padding text are encoded (decoding is unaffected). Checked against tiktoken in
+    tests/test_torch_engine.py."""
+    import json
+
+    import tokenizers
+
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    merges = data["model"]["merges"]
+    as_string = isinstance(merges[0], str)
+    first = merges[0] if as_string else " ".join(merges[0])
+    if first != "Ġ t":
+        merges.insert(0, "Ġ t" if as_string else ["Ġ", "t"])
+    return tokenizers.Tokenizer.from_str(json.dumps(data))
+
+
 @dataclasses.dataclass
 class _Ct2Encoded:
     output: object  # ctranslate2.StorageView [1, frames, d_model]
@@ -85,7 +103,6 @@ class Ct2WhisperEngine:
 
     def __init__(self, model_dir: Path, options: EngineOptions = EngineOptions()) -> None:
         import ctranslate2
-        import tokenizers
 
         self._ct2 = ctranslate2
         self.options = options
@@ -96,7 +113,7 @@ class Ct2WhisperEngine:
             intra_threads=options.intra_threads,
             inter_threads=options.inter_threads,
         )
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+        self.tokenizer = load_tokenizer(Path(model_dir) / "tokenizer.json")
         self.n_mels = self.model.n_mels
 
     def encode(self, audio: np.ndarray, padding: Padding | None = None) -> _Ct2Encoded:
@@ -162,7 +179,7 @@ class Ct2WhisperEngine:
             return_no_speech_prob=True,
             # With a forced prefix the audio may be fully transcribed already: end-of-text
             # must be allowed as the first generated token.
-            suppress_blank=not (prefix_ids or pad_ids),
+            suppress_blank=not prefix_ids,
         )[0]
         ids = result.sequences_ids[0][len(pad_ids):]  # forced tokens come back as part of the sequence
         text = self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -14,6 +14,13 @@ Same semantics as the CTranslate2 engine:
   forced, the prompt and the forced prefix, no timestamps, fp16 only on CUDA. The returned
   text includes the forced prefix; the new-token budget is bounded by the window length.
 
+Known differences from CTranslate2 (measured on ../shared/eval, see tests/test_torch_engine.py):
+beam search is openai-whisper's (it keeps searching until beam_size hypotheses end), so beam
+outputs can differ on uncertain short clips while greedy output matches CTranslate2 float32;
+`avg_logprob` averages the generated tokens (+ end-of-text) only, whereas CTranslate2's score
+also counts forced prefix/padding tokens, so guard thresholds on it read differently when a
+prefix or universal padding is forced.
+
 Device and dtype come from `EngineOptions`: on CPU always float32 (CTranslate2's int8 has no
 counterpart here); on CUDA float16 unless compute_type is "float32" (or "bfloat16").
 """
@@ -26,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from services.asr.engine import _NO_SPACE_SCRIPT, FRAMES_PER_SECOND, Decoded, EngineOptions
+from services.asr.engine import _NO_SPACE_SCRIPT, FRAMES_PER_SECOND, Decoded, EngineOptions, Padding
 from services.asr.features import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, log_mel_spectrogram
 from services.asr.language import restrict_to_pair, whisper_code
 
@@ -49,7 +56,8 @@ def torch_dtype(options: EngineOptions):
 @dataclasses.dataclass
 class _TorchEncoded:
     output: Any  # torch.Tensor [1, frames, d_model] on the engine's device
-    duration_s: float
+    duration_s: float  # of the audio, universal padding excluded
+    padding: Padding | None = None
 
 
 def _decoding_task_class():
@@ -114,9 +122,11 @@ class TorchWhisperEngine:
 
     # -- encoder ---------------------------------------------------------------------------
 
-    def encode(self, audio: np.ndarray) -> _TorchEncoded:
+    def encode(self, audio: np.ndarray, padding: Padding | None = None) -> _TorchEncoded:
         torch = self._torch
         duration = len(audio) / SAMPLE_RATE
+        if padding is not None:
+            audio = np.concatenate([padding.audio, audio])
         quantum = max(1, int(round(self.options.pad_quantum_s * 100)))
         speech_frames = -(-len(audio) // HOP_LENGTH)
         frames = min(N_FRAMES, max(quantum, -(-(speech_frames + 50) // quantum) * quantum))
@@ -124,7 +134,7 @@ class TorchWhisperEngine:
         mel = torch.from_numpy(np.ascontiguousarray(features[None])).to(self.device, self.dtype)
         with torch.inference_mode():
             output = self._encoder(mel)
-        return _TorchEncoded(output, min(duration, 30.0))
+        return _TorchEncoded(output, min(duration, 30.0), padding)
 
     def _encoder(self, mel):
         """openai-whisper's AudioEncoder.forward without its 30-s shape assertion."""
@@ -143,24 +153,46 @@ class TorchWhisperEngine:
 
     # -- language --------------------------------------------------------------------------
 
-    def detect(self, encoded: _TorchEncoded, pair: tuple[str, ...], last_seconds: float | None = None) -> dict[str, float]:
+    def detect(self, encoded: _TorchEncoded, pair: tuple[str, ...], last_seconds: float | None = None,
+               span: tuple[float, float] | None = None) -> dict[str, float]:
+        """Pair-restricted language probabilities on the audio's encoder frames (padding
+        excluded): all of them, the trailing `last_seconds`, or `span` (seconds into the audio).
+        The decoder's position-1 logits get -inf outside the pair's language tokens."""
         if len(pair) == 1:
             return {pair[0]: 1.0}
-        torch = self._torch
-        output = encoded.output
-        if last_seconds is not None and last_seconds < encoded.duration_s:
-            end = int(encoded.duration_s * FRAMES_PER_SECOND)
-            start = max(0, end - int(last_seconds * FRAMES_PER_SECOND))
-            output = output[:, start:end]
         codes = sorted({whisper_code(code) for code in pair})
+        return restrict_to_pair(self._language_probs(encoded, codes, last_seconds, span), pair)
+
+    def detect_all(self, encoded: _TorchEncoded, last_seconds: float | None = None,
+                   span: tuple[float, float] | None = None) -> dict[str, float]:
+        """Unrestricted language-token probabilities by Whisper code (the ablation without the pair)."""
+        return self._language_probs(encoded, None, last_seconds, span)
+
+    def _frames(self, encoded: _TorchEncoded, last_seconds: float | None, span: tuple[float, float] | None):
+        pad_s = encoded.padding.duration_s if encoded.padding else 0.0
+        if span is None:
+            start_s = 0.0 if last_seconds is None else max(0.0, encoded.duration_s - last_seconds)
+            span = (start_s, encoded.duration_s)
+        output = encoded.output
+        if pad_s or span != (0.0, encoded.duration_s):  # as Ct2WhisperEngine.detect_all
+            start = int((pad_s + span[0]) * FRAMES_PER_SECOND)
+            end = max(start + 1, int((pad_s + span[1]) * FRAMES_PER_SECOND))
+            output = output[:, start:end]
+        return output
+
+    def _language_probs(self, encoded: _TorchEncoded, codes: list[str] | None, last_seconds, span) -> dict[str, float]:
+        torch = self._torch
+        output = self._frames(encoded, last_seconds, span)
+        if codes is None:
+            codes = list(self.tokenizer.all_language_codes)
         ids = [self.tokenizer.to_language_token(code) for code in codes]
         with torch.inference_mode():
             tokens = torch.tensor([[self.tokenizer.sot]], device=output.device)
             logits = self.model.logits(tokens, output)[0, -1].float()
             mask = torch.full_like(logits, float("-inf"))
-            mask[ids] = 0.0
+            mask[ids] = 0.0  # LogitFilter-style: only these language tokens may appear
             probs = (logits + mask).softmax(dim=-1)[ids].tolist()
-        return restrict_to_pair(dict(zip(codes, probs)), pair)
+        return dict(zip(codes, probs))
 
     # -- decoding --------------------------------------------------------------------------
 
@@ -183,9 +215,12 @@ class TorchWhisperEngine:
         if prefix and not _NO_SPACE_SCRIPT.match(prefix):
             prefix = " " + prefix  # Whisper's word tokens carry their leading space
         prefix_ids = self._ids(prefix) if prefix else []
+        # Universal padding: the decoder is forced through the clip's known text first.
+        pad_ids = self._ids(" " + encoded.padding.text) if encoded.padding else []
+        forced = pad_ids + prefix_ids
         initial = ([tokenizer.sot_prev, *prompt_ids] if prompt_ids else []) + [
             *tokenizer.sot_sequence_including_notimestamps,
-            *prefix_ids,
+            *forced,
         ]
         n_ctx = self.model.dims.n_text_ctx
         max_new = int(encoded.duration_s * 12) + 12  # bounds repetition loops, as the CT2 engine
@@ -197,10 +232,10 @@ class TorchWhisperEngine:
             sample_len=sample_len,
             beam_size=beam_size if beam_size > 1 else None,
             prompt=prompt_ids or None,
-            prefix=prefix_ids or None,
+            prefix=forced or None,
             # With a forced prefix the audio may be fully transcribed already: end-of-text
             # must be allowed as the first generated token.
-            suppress_blank=not prefix_ids,
+            suppress_blank=not forced,
             without_timestamps=True,
             fp16=self.dtype == torch.float16,
         )
