@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MODEL_DIR ?= models
 export TANDEM_MODEL_DIR ?= $(abspath $(MODEL_DIR))
 
-.PHONY: setup venv protos models demo test test-unit eval load peers compose-config clean
+.PHONY: setup venv venv-torch protos models demo test test-unit eval load peers compose-config clean
 
 setup: venv protos models
 
@@ -18,6 +18,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -c "import site; open(site.getsitepackages()[0] + '/tandem_gen.pth', 'w').write('$(abspath gen)\n')"
 	touch $@
 
+# The optional openai-whisper (torch, CPU build) engine: needed by the tests, not by the demo.
+venv-torch: $(VENV)/.installed-torch
+$(VENV)/.installed-torch: $(VENV)/.installed requirements-torch.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-torch.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps openai-whisper==20250625
+	touch $@
+
 # The one command that generates the gRPC stubs (into gen/, not committed).
 protos: $(VENV)/.installed
 	$(PY) scripts/gen_protos.py
@@ -28,8 +35,10 @@ models: $(VENV)/.installed
 demo: setup
 	$(VENV)/bin/tandem demo $(if $(FILE),$(FILE)) $(if $(LANGUAGES),--languages $(LANGUAGES))
 
-test: setup
+# Everything on the default (CTranslate2) engine, then the end-to-end suite on the torch engine.
+test: setup venv-torch
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	TANDEM_ASR_ENGINE=torch $(PY) -m pytest -ra tests/test_pipeline.py $(PYTEST_ARGS)
 
 test-unit: venv protos
 	$(PY) -m pytest -ra -m "not integration" $(PYTEST_ARGS)

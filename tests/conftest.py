@@ -65,7 +65,9 @@ class Stack:
         from services.translate.app import build_spec as translate_spec
 
         local = ServerSettings(host="127.0.0.1", port=0, grace_seconds=2.0)
-        self.asr = server.start(asr_spec(AsrSettings(model_dir=model_dir)), local)
+        # TANDEM_ASR_ENGINE=torch runs the same suite on the openai-whisper engine (make test does both).
+        engine = os.environ.get("TANDEM_ASR_ENGINE", "ct2")
+        self.asr = server.start(asr_spec(AsrSettings(model_dir=model_dir, engine=engine)), local)
         self.translate = server.start(translate_spec(TranslateSettings(model_dir=model_dir)), local)
         self.asr.wait_ready(300)
         self.translate.wait_ready(300)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from services.asr.engine import Ct2WhisperEngine, EngineOptions, Padding
+from services.asr.engine import Ct2WhisperEngine, EngineOptions, Padding, WhisperEngine
 from services.asr.language import HysteresisOptions
 from services.asr.stream import RecognitionStream, StreamOptions
 from services.asr.vad import SileroVad
@@ -28,7 +28,8 @@ class AsrSettings:
     """Read from TANDEM_ASR_* (see README, Configuration)."""
 
     model_dir: Path = dataclasses.field(default_factory=default_model_dir)
-    whisper_model: str = "whisper-base-ct2"
+    whisper_model: str = "whisper-base-ct2"  # a CTranslate2 Whisper directory (torch: or an openai-whisper .pt)
+    engine: str = "ct2"  # "ct2" (CTranslate2; the CPU default) or "torch" (openai-whisper; fp16 on CUDA)
     compute_type: str = "int8"
     device: str = "cpu"
     intra_threads: int = 2
@@ -66,7 +67,7 @@ def load_padding() -> Padding:
 class AsrRuntime:
     def __init__(self, settings: AsrSettings) -> None:
         self.settings = settings
-        self.engine: Ct2WhisperEngine | None = None
+        self.engine: WhisperEngine | None = None
         self.vad: SileroVad | None = None
         self.ready = False
         self._open = 0
@@ -85,8 +86,15 @@ class AsrRuntime:
 
     def load(self) -> None:
         s = self.settings
-        self.engine = Ct2WhisperEngine(s.model_dir / s.whisper_model, EngineOptions(
-            compute_type=s.compute_type, device=s.device, intra_threads=s.intra_threads))
+        options = EngineOptions(compute_type=s.compute_type, device=s.device, intra_threads=s.intra_threads)
+        if s.engine == "ct2":
+            self.engine = Ct2WhisperEngine(s.model_dir / s.whisper_model, options)
+        elif s.engine == "torch":
+            from services.asr.torch_engine import TorchWhisperEngine  # needs requirements-torch.txt
+
+            self.engine = TorchWhisperEngine(s.model_dir / s.whisper_model, options)
+        else:
+            raise ValueError(f"TANDEM_ASR_ENGINE must be 'ct2' or 'torch', not {s.engine!r}")
         self.vad = SileroVad(s.model_dir / "vad" / "silero_vad_v6.onnx")
         # Warm-up: one full window through every code path.
         rng = np.random.default_rng(0)
