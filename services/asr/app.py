@@ -23,6 +23,7 @@ def build_spec(settings: AsrSettings | None = None) -> ServiceSpec:
         register=lambda server: asr_pb2_grpc.add_AsrServiceServicer_to_server(AsrServicer(runtime), server),
         warm_up=runtime.load,
         drain=drain,
+        close=runtime.close,
     )
     spec.runtime = runtime  # type: ignore[attr-defined]  # for tests and benchmarks
     return spec

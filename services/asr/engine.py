@@ -116,16 +116,34 @@ class Ct2WhisperEngine:
         self.tokenizer = load_tokenizer(Path(model_dir) / "tokenizer.json")
         self.n_mels = self.model.n_mels
 
-    def encode(self, audio: np.ndarray, padding: Padding | None = None) -> _Ct2Encoded:
-        duration = len(audio) / SAMPLE_RATE
-        if padding is not None:
-            audio = np.concatenate([padding.audio, audio])
+    def _frames(self, samples: int) -> int:
+        """Mel frames of a window: its audio plus >= 0.5 s of silence, rounded up to the quantum."""
         quantum = max(1, int(round(self.options.pad_quantum_s * 100)))
-        speech_frames = -(-len(audio) // HOP_LENGTH)
-        frames = min(N_FRAMES, max(quantum, -(-(speech_frames + 50) // quantum) * quantum))
-        features = log_mel_spectrogram(audio[: N_FRAMES * HOP_LENGTH], n_mels=self.n_mels, pad_to_frames=frames)
-        view = self._ct2.StorageView.from_array(np.ascontiguousarray(features[None]))
-        return _Ct2Encoded(self.model.encode(view, to_cpu=False), min(duration, 30.0), padding)
+        speech_frames = -(-samples // HOP_LENGTH)
+        return min(N_FRAMES, max(quantum, -(-(speech_frames + 50) // quantum) * quantum))
+
+    def encode_shape(self, audio: np.ndarray, padding: Padding | None = None) -> tuple:
+        """Windows with equal shapes can be encoded in one batch."""
+        return (self._frames(len(audio) + (len(padding.audio) if padding else 0)),)
+
+    def encode(self, audio: np.ndarray, padding: Padding | None = None) -> _Ct2Encoded:
+        return self.encode_batch([(audio, padding)])[0]
+
+    def encode_batch(self, items: list[tuple[np.ndarray, Padding | None]]) -> list[_Ct2Encoded]:
+        """Encode windows of equal `encode_shape` in one call."""
+        features, durations = [], []
+        for audio, padding in items:
+            durations.append(min(len(audio) / SAMPLE_RATE, 30.0))
+            full = np.concatenate([padding.audio, audio]) if padding is not None else audio
+            frames = self._frames(len(full))
+            features.append(log_mel_spectrogram(full[: N_FRAMES * HOP_LENGTH], n_mels=self.n_mels, pad_to_frames=frames))
+        output = self.model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(np.stack(features))),
+                                   to_cpu=False)
+        if len(items) == 1:
+            return [_Ct2Encoded(output, durations[0], items[0][1])]
+        array = np.asarray(output)
+        return [_Ct2Encoded(self._ct2.StorageView.from_array(np.ascontiguousarray(array[k:k + 1])), durations[k],
+                            items[k][1]) for k in range(len(items))]
 
     def detect(self, encoded: _Ct2Encoded, pair: tuple[str, ...], last_seconds: float | None = None,
                span: tuple[float, float] | None = None) -> dict[str, float]:
@@ -154,40 +172,59 @@ class Ct2WhisperEngine:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
-    def decode(
-        self, encoded: _Ct2Encoded, language: str, *, prompt: str = "", prefix: str = "", beam_size: int = 1
-    ) -> Decoded:
+    def _prompt_tokens(self, encoded: _Ct2Encoded, language: str, prompt: str, prefix: str) -> tuple[list[int], int, int]:
+        """(decoder prompt ids, forced padding-text tokens, forced prefix tokens)."""
         tokens: list[int | str] = []
         if prompt:
             tokens = ["<|startofprev|>", *self._ids(" " + prompt.strip())[-200:]]
         head = ["<|startoftranscript|>", f"<|{whisper_code(language)}|>", "<|transcribe|>", "<|notimestamps|>"]
-        prompt_tokens = [self.tokenizer.token_to_id(t) if isinstance(t, str) else t for t in (*tokens, *head)]
+        ids = [self.tokenizer.token_to_id(t) if isinstance(t, str) else t for t in (*tokens, *head)]
         prefix = prefix.strip()
         if prefix and not _NO_SPACE_SCRIPT.match(prefix):
             prefix = " " + prefix  # Whisper's word tokens carry their leading space
         prefix_ids = self._ids(prefix) if prefix else []
         # Universal padding: the decoder is forced through the clip's known text first.
         pad_ids = self._ids(" " + encoded.padding.text) if encoded.padding else []
-        prompt_tokens += pad_ids + prefix_ids
-        max_new = int(encoded.duration_s * 12) + 12  # bounds repetition loops
-        result = self.model.generate(
-            encoded.output,
-            [prompt_tokens],
-            beam_size=beam_size,
-            max_length=min(448, len(prompt_tokens) + max_new),
+        return ids + pad_ids + prefix_ids, len(pad_ids), len(prefix_ids)
+
+    def decode_shape(self, encoded: _Ct2Encoded, prompt: str = "", prefix: str = "", beam_size: int = 1) -> tuple:
+        """Decodes with equal shapes (encoder frames, beam, forced prefix or not) can run in one batch."""
+        return (int(encoded.output.shape[1]), beam_size, bool(prefix.strip()))
+
+    def decode(
+        self, encoded: _Ct2Encoded, language: str, *, prompt: str = "", prefix: str = "", beam_size: int = 1
+    ) -> Decoded:
+        return self.decode_batch([(encoded, language, prompt, prefix, beam_size)])[0]
+
+    def decode_batch(self, items: list[tuple]) -> list[Decoded]:
+        """Decode windows of equal `decode_shape` in one call; items are (encoded, language, prompt, prefix, beam)."""
+        prepared = [self._prompt_tokens(enc, lang, prompt, prefix) for enc, lang, prompt, prefix, _ in items]
+        if len(items) == 1:
+            features = items[0][0].output
+        else:
+            features = self._ct2.StorageView.from_array(
+                np.ascontiguousarray(np.concatenate([np.asarray(it[0].output) for it in items])))
+        # bounds repetition loops: ~12 tokens per second of audio
+        max_length = max(len(ids) + int(it[0].duration_s * 12) + 12 for (ids, _, _), it in zip(prepared, items))
+        results = self.model.generate(
+            features,
+            [ids for ids, _, _ in prepared],
+            beam_size=items[0][4],
+            max_length=min(448, max_length),
             return_scores=True,
             return_no_speech_prob=True,
             # With a forced prefix the audio may be fully transcribed already: end-of-text
             # must be allowed as the first generated token.
-            suppress_blank=not prefix_ids,
-        )[0]
-        ids = result.sequences_ids[0][len(pad_ids):]  # forced tokens come back as part of the sequence
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        score = result.scores[0] if result.scores else 0.0
-        return Decoded(
-            text=text.strip(),
-            language=language,
-            no_speech_prob=float(result.no_speech_prob),
-            avg_logprob=float(score),
-            token_count=max(0, len(ids) - len(prefix_ids)),
+            suppress_blank=not any(n_prefix for _, _, n_prefix in prepared),
         )
+        out = []
+        for (enc, lang, *_), (_, n_pad, n_prefix), result in zip(items, prepared, results):
+            ids = result.sequences_ids[0][n_pad:]  # forced tokens come back as part of the sequence
+            out.append(Decoded(
+                text=self.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                language=lang,
+                no_speech_prob=float(result.no_speech_prob),
+                avg_logprob=float(result.scores[0]) if result.scores else 0.0,
+                token_count=max(0, len(ids) - n_prefix),
+            ))
+        return out

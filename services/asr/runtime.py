@@ -12,6 +12,7 @@ from prometheus_client import Counter, Histogram
 
 from services.asr.engine import Ct2WhisperEngine, EngineOptions, Padding, WhisperEngine
 from services.asr.language import HysteresisOptions
+from services.asr.scheduler import InferenceScheduler
 from services.asr.stream import RecognitionStream, StreamOptions
 from services.asr.vad import SileroVad
 from services.common.settings import default_model_dir
@@ -34,6 +35,9 @@ class AsrSettings:
     device: str = "cpu"
     intra_threads: int = 2
     max_streams: int = 8  # admission control: RESOURCE_EXHAUSTED beyond this
+    batching: bool = True  # cross-stream batching of encoder and decoder calls
+    max_batch: int = 8
+    inference_threads: int = 1  # scheduler workers in this process (each runs batched engine calls)
     max_stream_seconds: float = 4 * 3600.0  # OUT_OF_RANGE beyond this
     beam_size: int = 5
     partial_interval_s: float = 0.5
@@ -68,6 +72,7 @@ class AsrRuntime:
     def __init__(self, settings: AsrSettings) -> None:
         self.settings = settings
         self.engine: WhisperEngine | None = None
+        self.scheduler: InferenceScheduler | None = None
         self.vad: SileroVad | None = None
         self.ready = False
         self._open = 0
@@ -96,6 +101,8 @@ class AsrRuntime:
         else:
             raise ValueError(f"TANDEM_ASR_ENGINE must be 'ct2' or 'torch', not {s.engine!r}")
         self.vad = SileroVad(s.model_dir / "vad" / "silero_vad_v6.onnx")
+        self.scheduler = InferenceScheduler(self.engine, max_batch=s.max_batch, workers=s.inference_threads,
+                                            batching=s.batching)
         # Warm-up: one full window through every code path.
         rng = np.random.default_rng(0)
         noise = (rng.standard_normal(16000 * 2) * 0.01).astype(np.float32)
@@ -106,11 +113,16 @@ class AsrRuntime:
         self.ready = True
 
     def new_stream(self, options: StreamOptions) -> RecognitionStream:
-        assert self.engine is not None and self.vad is not None
-        stream = RecognitionStream(self.engine, self.vad, options)
+        assert self.scheduler is not None and self.vad is not None
+        stream = RecognitionStream(self.scheduler.for_stream(), self.vad, options)
         stream.on_window = INFERENCE_SECONDS.observe
         stream.on_suppressed = lambda reason: SUPPRESSED.labels(reason).inc()
         return stream
+
+    def close(self) -> None:
+        self.ready = False
+        if self.scheduler is not None:
+            self.scheduler.close()
 
     def admit(self) -> bool:
         with self._lock:

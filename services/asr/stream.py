@@ -22,6 +22,7 @@ from services.asr import guards
 from services.asr.commit import LocalAgreement, join_units, units
 from services.asr.engine import Decoded, Encoded, Padding, WhisperEngine
 from services.asr.features import SAMPLE_RATE
+from services.asr.scheduler import FINAL, INTERIM
 from services.asr.language import (
     HysteresisOptions, SwitchDetector, best, convert_script, decide_final_language, whisper_code,
 )
@@ -183,7 +184,11 @@ class RecognitionStream:
             end = min(self.total, silence * FRAME_SAMPLES + int(o.speech_pad_s * SAMPLE_RATE))
             self._draft_final(seg, end, None)
             return []
-        due = self.total - max(seg.last_decode_end, seg.start) >= o.partial_interval_s * SAMPLE_RATE
+        interval = o.partial_interval_s
+        load = getattr(self.engine, "load", None)
+        if load is not None:  # a busy scheduler stretches interim windows (finals keep their latency)
+            interval *= min(4.0, 1.0 + load())
+        due = self.total - max(seg.last_decode_end, seg.start) >= interval * SAMPLE_RATE
         if not due or self.total - seg.start < o.min_decode_s * SAMPLE_RATE:
             return []
         return self._interim(seg)
@@ -195,6 +200,10 @@ class RecognitionStream:
         return [SpeechBoundary("end", self.total / SAMPLE_RATE), *self._finalize(self.total, "end_of_stream")]
 
     # ---- model calls -------------------------------------------------------------------
+    def _set_priority(self, priority: int) -> None:
+        if hasattr(self.engine, "priority"):  # a scheduler facade: finals go first
+            self.engine.priority = priority
+
     def _timed(self, fn, *args, **kwargs):
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
@@ -262,6 +271,7 @@ class RecognitionStream:
         return seg.segment_id
 
     def _interim(self, seg: _Segment) -> list[Event]:
+        self._set_priority(INTERIM)
         o = self.options
         end = self.total
         encoded = self._encode(self._window(seg.start, end))
@@ -364,6 +374,7 @@ class RecognitionStream:
         key = (seg.start, end, len(seg.votes), language)
         if seg.draft is not None and seg.draft.key == key:
             return seg.draft
+        self._set_priority(FINAL)
         audio = self._window(seg.start, end)
         if len(audio) < int(0.1 * SAMPLE_RATE):
             seg.draft = None

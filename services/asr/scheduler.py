@@ -1,0 +1,156 @@
+"""Cross-stream inference scheduling: one queue for every stream's Whisper calls.
+
+Streams no longer call the engine directly; each gets a `StreamEngine` facade (same
+interface) whose calls go through the `InferenceScheduler`:
+
+- priorities: finals (and finals decoded ahead in a pause) before interim windows;
+- fairness: within a priority, the job that has waited longest goes first (each stream
+  has at most one job queued: its thread waits for the result);
+- batching: encodes of the same padded length and decodes of the same shape (beam, padded
+  length, prefix or not) from different streams run as one batched engine call;
+- a bounded queue and a load signal (`load()`: queued work per worker) that streams use
+  to stretch their interim interval under load, so finals keep their latency.
+Language detection is a single decoder step on an existing encoder output and runs inline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+
+FINAL, INTERIM = 0, 1
+
+
+@dataclasses.dataclass(order=True)
+class _Job:
+    priority: int
+    enqueued: float
+    seq: int
+    kind: str = dataclasses.field(compare=False)  # "encode" | "decode"
+    shape: tuple = dataclasses.field(compare=False)  # jobs with equal kind+shape batch together
+    args: tuple = dataclasses.field(compare=False)
+    future: Future = dataclasses.field(compare=False)
+    stream: int = dataclasses.field(compare=False)
+
+
+class SchedulerFull(RuntimeError):
+    pass
+
+
+class InferenceScheduler:
+    def __init__(self, engine: Any, max_batch: int = 8, workers: int = 1, max_queue: int = 256,
+                 batching: bool = True) -> None:
+        self.engine = engine
+        self.max_batch = max_batch if batching else 1
+        self.max_queue = max_queue
+        self._jobs: list[_Job] = []
+        self._cv = threading.Condition()
+        self._seq = itertools.count()
+        self._stream_ids = itertools.count()
+        self._closed = False
+        self.batches = 0
+        self.batched_jobs = 0
+        self._workers = [threading.Thread(target=self._run, name=f"asr-infer-{i}", daemon=True) for i in range(workers)]
+        for w in self._workers:
+            w.start()
+
+    # ---- API -------------------------------------------------------------------------
+    def for_stream(self) -> "StreamEngine":
+        return StreamEngine(self, next(self._stream_ids))
+
+    def load(self) -> float:
+        """Queued jobs per worker (0 = idle)."""
+        with self._cv:
+            return len(self._jobs) / len(self._workers)
+
+    def submit(self, kind: str, shape: tuple, args: tuple, priority: int, stream: int) -> Any:
+        future: Future = Future()
+        with self._cv:
+            if self._closed:
+                raise SchedulerFull("scheduler closed")
+            if len(self._jobs) >= self.max_queue:
+                raise SchedulerFull(f"inference queue full ({self.max_queue})")
+            self._jobs.append(_Job(priority, time.monotonic(), next(self._seq), kind, shape, args, future, stream))
+            self._cv.notify()
+        return future.result()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            for job in self._jobs:
+                job.future.set_exception(SchedulerFull("scheduler closed"))
+            self._jobs.clear()
+            self._cv.notify_all()
+
+    # ---- worker ------------------------------------------------------------------------
+    def _take(self) -> list[_Job] | None:
+        with self._cv:
+            while not self._jobs and not self._closed:
+                self._cv.wait()
+            if self._closed:
+                return None
+            self._jobs.sort()
+            head = self._jobs[0]
+            batch = [j for j in self._jobs if j.kind == head.kind and j.shape == head.shape][: self.max_batch]
+            for j in batch:
+                self._jobs.remove(j)
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            try:
+                batched = getattr(self.engine, f"{batch[0].kind}_batch", None)
+                if batched is not None:
+                    results = batched([j.args for j in batch])
+                elif batch[0].kind == "encode":
+                    results = [self.engine.encode(*j.args) for j in batch]
+                else:
+                    results = [self.engine.decode(*j.args[:2], prompt=j.args[2], prefix=j.args[3], beam_size=j.args[4])
+                               for j in batch]
+            except BaseException as exc:  # noqa: BLE001 - delivered to the waiting streams
+                for j in batch:
+                    j.future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.batched_jobs += len(batch)
+            for j, r in zip(batch, results):
+                j.future.set_result(r)
+
+
+class StreamEngine:
+    """The engine as one stream sees it; `priority` is set by the stream around its calls."""
+
+    def __init__(self, scheduler: InferenceScheduler, stream: int) -> None:
+        self.scheduler = scheduler
+        self.stream = stream
+        self.priority = INTERIM
+
+    def load(self) -> float:
+        return self.scheduler.load()
+
+    def encode(self, audio: np.ndarray, padding=None):
+        engine = self.scheduler.engine
+        shape = engine.encode_shape(audio, padding) if hasattr(engine, "encode_shape") else ()
+        return self.scheduler.submit("encode", shape, (audio, padding), self.priority, self.stream)
+
+    def decode(self, encoded, language: str, *, prompt: str = "", prefix: str = "", beam_size: int = 1):
+        engine = self.scheduler.engine
+        shape = engine.decode_shape(encoded, prompt, prefix, beam_size) if hasattr(engine, "decode_shape") else ()
+        return self.scheduler.submit("decode", shape, (encoded, language, prompt, prefix, beam_size),
+                                     self.priority, self.stream)
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        return self.scheduler.engine.detect(encoded, pair, last_seconds, span)
+
+    def detect_all(self, encoded, last_seconds=None, span=None):
+        return self.scheduler.engine.detect_all(encoded, last_seconds, span)
+
