@@ -1,6 +1,7 @@
 """`make load`: N concurrent real-time sessions against the live stack, N stepped up.
 
-    python -m bench.load [--manifest streams.jsonl] [--steps 1,2,3,4,6,8] [--quick] [--out reports]
+    python -m bench.load [--manifest streams.jsonl] [--steps 1,2,3,4,6,8] [--configs ct2,ct2-nobatch]
+                         [--quick] [--out reports]
 
 Every session streams a code-switched stream at real-time pace (staggered starts, translation
 on). Per N: end of speech → final latency p50/p95 over all sessions, the ASR's real-time
@@ -30,6 +31,14 @@ from bench import metrics, plots, runner
 from clients.local_stack import LocalStack
 
 CLK = os.sysconf("SC_CLK_TCK")
+# Stack configurations that can be compared in one run (environment of the services).
+CONFIGS = {
+    "ct2": {},
+    "ct2-nobatch": {"TANDEM_ASR_BATCHING": "false"},
+    "ct2-2workers": {"TANDEM_ASR_INTRA_THREADS": "1"},  # with asr_workers=2 (below)
+    "torch": {"TANDEM_ASR_ENGINE": "torch"},
+}
+WORKERS = {"ct2-2workers": 2}
 
 
 def free_port() -> int:
@@ -95,7 +104,7 @@ def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float,
     rows, over, started = [], 0, time.monotonic()
     stack_env = {"TANDEM_ASR_METRICS_PORT": str(metrics_port), "TANDEM_ASR_MAX_STREAMS": "64",
                  "TANDEM_SESSION_MAX_SESSIONS": "64", **(env or {})}
-    with LocalStack(log=log, label="load", env=stack_env) as stack:
+    with LocalStack(log=log, label=f"load {label}", env=stack_env, asr_workers=WORKERS.get(label, 1)) as stack:
         pids = [s.proc.pid for s in stack.services]
         rng = random.Random(0)
         for n in steps:
@@ -136,15 +145,27 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", default="1,2,3,4,6,8")
     parser.add_argument("--bound", type=float, default=1.5)
     parser.add_argument("--max-seconds", type=float, default=1500.0)
+    parser.add_argument("--configs", default="ct2,ct2-nobatch", help=f"comma-separated, of {sorted(CONFIGS)}")
+    parser.add_argument("--peers", type=Path, default=Path("reports/peers.json"),
+                        help="peer results to show beside ours (from `make peers`), if present")
     parser.add_argument("--quick", action="store_true", help="N = 1, 2 only (smoke test)")
     parser.add_argument("--out", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     steps = [1, 2] if args.quick else [int(x) for x in args.steps.split(",")]
-    result = run_load(args.manifest, steps, args.bound, args.max_seconds)
+    results = []
+    for name in args.configs.split(","):
+        if name not in CONFIGS:
+            parser.error(f"unknown config {name!r}; choose from {sorted(CONFIGS)}")
+        results.append(run_load(args.manifest, steps, args.bound, args.max_seconds, label=name, env=CONFIGS[name]))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "load.json").write_text(json.dumps({"results": [result]}, indent=2) + "\n")
-    plots.load_curve([{"label": result["label"], **r} for r in result["steps"]], args.out / "load.png", args.bound)
-    print(markdown([result]))
+    peers = json.loads(args.peers.read_text()).get("peers", {}) if args.peers.exists() else {}
+    (args.out / "load.json").write_text(json.dumps({"results": results, "peers": peers}, indent=2) + "\n")
+    plots.load_curve([{"label": res["label"], **r} for res in results for r in res["steps"]], args.out / "load.png",
+                     args.bound)
+    print(markdown(results))
+    for name, peer in peers.items():
+        print(f"- {name} (from {args.peers}): max concurrent real-time streams with p95 ≤ {args.bound} s: "
+              f"**{peer.get('max_realtime_streams')}**")
     print(f"\nwrote {args.out / 'load.json'} and {args.out / 'load.png'}")
     return 0
 

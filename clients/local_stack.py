@@ -156,7 +156,8 @@ class LocalStack:
     """Context manager: the three services up and SERVING; `session_address` to dial."""
 
     def __init__(self, log: IO[str] | None = None, startup_timeout: float = 180.0, label: str = "stack",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, asr_workers: int = 1) -> None:
+        self.asr_workers = asr_workers
         self.log = log or sys.stderr
         self.startup_timeout = startup_timeout
         self.label = label
@@ -175,17 +176,19 @@ class LocalStack:
     def __exit__(self, *exc: object) -> None:
         stop_all(self.services, self.log, self.label)
 
-    def process(self, name: str) -> "ServiceProcess":
-        return next(s for s in self.services if s.name == name)
 
     def _start(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         print(f"{self.label}: starting asr and translate ...", file=self.log, flush=True)
-        for name in ("asr", "translate"):
+        for name in ["asr"] * self.asr_workers + ["translate"]:
             prefix = f"TANDEM_{name.upper()}_"
-            self.services.append(ServiceProcess(name, child_env(
-                {prefix + "HOST": "127.0.0.1", prefix + "PORT": "0", **self.env})))
-        asr_addr, translate_addr = (s.wait_listening(deadline) for s in self.services)
+            extra = dict(self.env)
+            if name == "asr" and len(self.services) > 0 and "TANDEM_ASR_METRICS_PORT" in extra:
+                extra.pop("TANDEM_ASR_METRICS_PORT")  # one metrics endpoint: the first worker's
+            self.services.append(ServiceProcess(name, child_env({prefix + "HOST": "127.0.0.1", prefix + "PORT": "0",
+                                                                 **extra})))
+        addresses = [s.wait_listening(deadline) for s in self.services]
+        asr_addr, translate_addr = ",".join(addresses[:-1]), addresses[-1]
         print(f"{self.label}: asr on {asr_addr}, translate on {translate_addr}; starting session ...",
               file=self.log, flush=True)
         self.services.append(ServiceProcess("session", child_env({

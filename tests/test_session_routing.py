@@ -6,7 +6,7 @@ import pytest
 
 from services.asr.servicer import ConfigError, stream_options
 from services.asr.stream import StreamOptions
-from services.session.routing import SegmentIds, TranscriptStore, translation_target
+from services.session.routing import LeastLoaded, SegmentIds, TranscriptStore, translation_target
 from tandem.asr.v1 import asr_pb2
 
 
@@ -47,3 +47,14 @@ def test_config_validation_accepts_a_pair_and_rejects_bad_input():
     ]:
         with pytest.raises(ConfigError, match=message):
             stream_options(_config(**bad), StreamOptions(languages=("en",)))
+
+
+def test_least_loaded_spreads_sessions_over_workers():
+    workers = LeastLoaded(["a", "b", "c"])
+    picks = [workers.acquire() for _ in range(4)]
+    assert [p[1] for p in picks] == ["a", "b", "c", "a"]
+    workers.release(1)
+    workers.release(2)
+    assert workers.acquire()[1] in ("b", "c")
+    counts = workers.open_counts()
+    assert counts[0] == 2 and sorted(counts[1:]) == [0, 1]

@@ -40,20 +40,23 @@ def wait_serving(channel: grpc.Channel, timeout: float) -> None:
 
 def build_spec(settings: SessionSettings | None = None) -> ServiceSpec:
     settings = settings or from_env(SessionSettings, "TANDEM_SESSION_")
-    asr_channel = grpc.insecure_channel(settings.asr_target)
+    asr_channels = [grpc.insecure_channel(t.strip()) for t in settings.asr_target.split(",") if t.strip()]
     translate_channel = grpc.insecure_channel(settings.translate_target)
     servicer = SessionServicer(
-        settings, asr_pb2_grpc.AsrServiceStub(asr_channel), translate_pb2_grpc.TranslateServiceStub(translate_channel))
+        settings, [asr_pb2_grpc.AsrServiceStub(c) for c in asr_channels],
+        translate_pb2_grpc.TranslateServiceStub(translate_channel))
 
     def warm_up() -> None:
-        wait_serving(asr_channel, settings.startup_timeout_s)
+        for channel in asr_channels:
+            wait_serving(channel, settings.startup_timeout_s)
         servicer.ready = True
 
     def drain() -> None:
         servicer.ready = False
 
     def close() -> None:
-        asr_channel.close()
+        for channel in asr_channels:
+            channel.close()
         translate_channel.close()
 
     spec = ServiceSpec(

@@ -54,3 +54,32 @@ class TranscriptStore(Generic[T]):
     def get(self, key: str) -> T | None:
         with self._lock:
             return self._items.get(key)
+
+
+class LeastLoaded(Generic[T]):
+    """Picks the upstream (ASR worker) with the fewest open sessions; ties go round-robin."""
+
+    def __init__(self, upstreams: list[T]) -> None:
+        if not upstreams:
+            raise ValueError("at least one upstream")
+        self._open = [0] * len(upstreams)
+        self._upstreams = upstreams
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> tuple[int, T]:
+        with self._lock:
+            n = len(self._upstreams)
+            order = [(self._next + k) % n for k in range(n)]
+            index = min(order, key=lambda i: self._open[i])
+            self._open[index] += 1
+            self._next = (index + 1) % n
+            return index, self._upstreams[index]
+
+    def release(self, index: int) -> None:
+        with self._lock:
+            self._open[index] -= 1
+
+    def open_counts(self) -> list[int]:
+        with self._lock:
+            return list(self._open)

@@ -18,7 +18,7 @@ import grpc
 from google.rpc import code_pb2, status_pb2
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.session.routing import SegmentIds, TranscriptStore, translation_target
+from services.session.routing import LeastLoaded, SegmentIds, TranscriptStore, translation_target
 from tandem.asr.v1 import asr_pb2, asr_pb2_grpc
 from tandem.session.v1 import session_pb2, session_pb2_grpc
 from tandem.translate.v1 import translate_pb2, translate_pb2_grpc
@@ -51,7 +51,7 @@ class Transcript:
 class SessionSettings:
     """Read from TANDEM_SESSION_* (see README, Configuration)."""
 
-    asr_target: str = "127.0.0.1:50051"
+    asr_target: str = "127.0.0.1:50051"  # one or more ASR workers, comma-separated (least-loaded routing)
     translate_target: str = "127.0.0.1:50052"
     max_sessions: int = 64
     translate_timeout_s: float = 10.0
@@ -60,10 +60,10 @@ class SessionSettings:
 
 
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
-    def __init__(self, settings: SessionSettings, asr: asr_pb2_grpc.AsrServiceStub,
+    def __init__(self, settings: SessionSettings, asr: list[asr_pb2_grpc.AsrServiceStub],
                  translate: translate_pb2_grpc.TranslateServiceStub) -> None:
         self.settings = settings
-        self.asr = asr
+        self.asr = LeastLoaded(asr)
         self.translate = translate
         self.transcripts: TranscriptStore[Transcript] = TranscriptStore(settings.transcripts_kept)
         self.ready = False
@@ -113,8 +113,10 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                     return
                 yield asr_pb2.StreamingRecognizeRequest(audio_content=request.audio_content)
 
-        call = self.asr.StreamingRecognize(upstream())
+        worker, asr = self.asr.acquire()
+        call = asr.StreamingRecognize(upstream())
         context.add_callback(call.cancel)
+        context.add_callback(lambda: self.asr.release(worker))
         ids = SegmentIds()
 
         def read_asr() -> None:
