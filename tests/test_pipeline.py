@@ -215,3 +215,34 @@ def read_silence():
     import numpy as np
 
     return np.zeros(16000, dtype="<i2")
+
+
+def test_cancelled_session_frees_its_slot_and_others_continue(stack, eval_dir):
+    import threading
+    import time
+
+    stub = session_pb2_grpc.SessionServiceStub(stack.channel)
+    pcm = read_wav(eval_dir / load_jsonl(eval_dir / "streams.jsonl")[0]["path"])
+    stop = threading.Event()
+
+    def requests():
+        yield session_pb2.StreamSessionRequest(config=session_config(["ja", "en"]))
+        for i in range(0, len(pcm), 1600):
+            if stop.is_set():
+                return
+            time.sleep(0.05)
+            yield session_pb2.StreamSessionRequest(audio_content=pcm[i:i + 1600].tobytes())
+
+    call = stub.StreamSession(requests(), timeout=60)
+    first = next(call)
+    assert first.WhichOneof("event") == "session_started"
+    time.sleep(1.0)
+    call.cancel()
+    stop.set()
+    asr_runtime = stack.asr.spec.runtime
+    deadline = time.monotonic() + 10
+    while asr_runtime._open and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert asr_runtime._open == 0, "the cancelled stream still holds an ASR slot"
+    responses = run_session(stack.channel, pcm, ["ja", "en"], translate=False)
+    assert len(finals(responses)) >= 2

@@ -18,6 +18,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.asr.language import UnsupportedLanguage, canonical_code, whisper_code
 from services.asr.runtime import AsrRuntime
+from services.asr.scheduler import SchedulerFull
 from services.asr.stream import Event, LanguageSwitched, Result, SpeechBoundary, StreamOptions
 from tandem.asr.v1 import asr_pb2, asr_pb2_grpc
 
@@ -147,7 +148,10 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             stack.callback(self.runtime.release)
             ACTIVE_STREAMS.inc()
             stack.callback(ACTIVE_STREAMS.dec)
-            yield from self._run(request_iterator, context, options)
+            try:
+                yield from self._run(request_iterator, context, options)
+            except SchedulerFull as exc:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"over capacity: {exc}; retry later")
 
     def _run(self, request_iterator, context: grpc.ServicerContext, options: StreamOptions):
         """Feed audio in slices of at most one interim interval, stepping after each slice, so
