@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MODEL_DIR ?= models
 export TANDEM_MODEL_DIR ?= $(abspath $(MODEL_DIR))
 
-.PHONY: setup venv venv-torch protos models demo test test-unit eval load peers compose-config clean
+.PHONY: setup venv venv-torch protos models demo test test-unit eval load peers peers-setup compose-config clean
 
 setup: venv protos models
 
@@ -51,6 +51,16 @@ eval: setup
 
 load: setup
 	$(PY) -m bench.load $(if $(MANIFEST),--manifest $(MANIFEST)) $(LOAD_ARGS)
+
+# WhisperLiveKit and WhisperLive on the same Whisper base weights and clips (bench/peers/),
+# each in its own venv under .peers/: make peers [QUICK=1] [MANIFEST=path] [PEERS=wlk,wlk-simul,wl]
+PEERS ?= wlk,wlk-simul,wl
+peers-setup:
+	bash bench/peers/setup.sh
+
+peers: setup peers-setup
+	$(PY) bench/peers/run_peers.py --out reports/peers.json --peers $(PEERS) \
+		$(if $(MANIFEST),--manifest $(MANIFEST)) $(if $(QUICK),--quick)
 
 compose-config:
 	docker-compose -f docker-compose.yml config --quiet
