@@ -121,6 +121,32 @@ def _stream(it, path):
 
 # ---------------------------------------------------------------- peers
 
+def peer_model_dir(peers_dir: Path) -> Path:
+    """The CT2 directory as the peers see it: model.bin/config.json/vocabulary.txt symlinked,
+    tokenizer.json with the first GPT-2 BPE merge ("Ġ t") restored - the packaged file lacks it,
+    which mis-encodes prompts (" the" -> " " + "the"); Tandem's engine repairs it the same way
+    at load time (services/asr/engine.py load_tokenizer). Decoding is unaffected."""
+    out = peers_dir / "whisper-base-ct2"
+    out.mkdir(parents=True, exist_ok=True)
+    for f in CT2_DIR.iterdir():
+        if f.name == "tokenizer.json":
+            continue
+        link = out / f.name
+        if not link.is_symlink() or link.resolve() != f.resolve():
+            link.unlink(missing_ok=True)
+            link.symlink_to(f.resolve())
+    data = json.loads((CT2_DIR / "tokenizer.json").read_text(encoding="utf-8"))
+    merges = data["model"]["merges"]
+    as_string = isinstance(merges[0], str)
+    if (merges[0] if as_string else " ".join(merges[0])) != "Ġ t":
+        merges.insert(0, "Ġ t" if as_string else ["Ġ", "t"])
+    text = json.dumps(data, ensure_ascii=False)
+    tok = out / "tokenizer.json"
+    if not tok.exists() or tok.read_text(encoding="utf-8") != text:
+        tok.write_text(text, encoding="utf-8")
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -138,20 +164,21 @@ class Server:
     def __init__(self, key: str, venv: Path, logdir: Path, warmup_wav: str, max_clients: int = 32):
         self.key, self.venv, self.port = key, venv, free_port()
         py = str(venv / "bin" / "python")
+        model = str(peer_model_dir(venv.parent))
         if key == "wlk":
             cmd = [py, "-m", "whisperlivekit.basic_server", "--host", "127.0.0.1", "--port", str(self.port),
                    "--backend", "faster-whisper", "--backend-policy", "localagreement",
-                   "--model_dir", str(CT2_DIR), "--pcm-input", "--lan", "auto",
+                   "--model_dir", model, "--pcm-input", "--lan", "auto",
                    "--warmup-file", warmup_wav, "--log-level", "INFO"]
         elif key == "wlk-simul":
             pt = converted_pt(venv)
             cmd = [py, "-m", "whisperlivekit.basic_server", "--host", "127.0.0.1", "--port", str(self.port),
                    "--backend", "faster-whisper", "--backend-policy", "simulstreaming",
-                   "--encoder-model-path", str(CT2_DIR), "--decoder-model-path", str(pt),
+                   "--encoder-model-path", model, "--decoder-model-path", str(pt),
                    "--custom-alignment-heads", Path(str(pt) + ".heads").read_text().strip(),
                    "--pcm-input", "--lan", "auto", "--warmup-file", warmup_wav, "--log-level", "INFO"]
         else:
-            cmd = [py, str(HERE / "wl_server.py"), "--port", str(self.port), "--model", str(CT2_DIR),
+            cmd = [py, str(HERE / "wl_server.py"), "--port", str(self.port), "--model", model,
                    "--vad-onnx", str(VAD_ONNX), "--max-clients", str(max_clients)]
         self.cmd = cmd
         self.log_path = logdir / f"{key}-server.log"
@@ -594,7 +621,8 @@ def main(argv=None):
     logdir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     report = {"peers": {}, "setup": {
-        "model": str(CT2_DIR.relative_to(ROOT)), "manifest": str(args.manifest), "streams": str(args.streams),
+        "model": str(CT2_DIR.relative_to(ROOT)) + " (served to the peers from .peers/whisper-base-ct2: same files "
+                 "symlinked, tokenizer.json with its missing first BPE merge restored, as Tandem's engine does)", "manifest": str(args.manifest), "streams": str(args.streams),
         "clips": len(clips), "code_switched_streams": len(streams), "quick": args.quick,
         "clip_language": args.clip_language,
         "cpu_count": os.cpu_count(), "loadavg_before": load_before, "chunk_s": 0.1,

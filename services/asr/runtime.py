@@ -40,7 +40,7 @@ class AsrSettings:
     inference_threads: int = 1  # scheduler workers in this process (each runs batched engine calls)
     max_stream_seconds: float = 4 * 3600.0  # OUT_OF_RANGE beyond this
     beam_size: int = 5
-    partial_interval_s: float = 0.5
+    partial_interval_s: float = 1.0
     min_silence_s: float = 0.6
     max_segment_s: float = 15.0
     # Bilingual mechanisms (README, "How a stream is recognised"); each can be switched off.
@@ -91,7 +91,8 @@ class AsrRuntime:
 
     def load(self) -> None:
         s = self.settings
-        options = EngineOptions(compute_type=s.compute_type, device=s.device, intra_threads=s.intra_threads)
+        options = EngineOptions(compute_type=s.compute_type, device=s.device, intra_threads=s.intra_threads,
+                                inter_threads=s.inference_threads)
         if s.engine == "ct2":
             self.engine = Ct2WhisperEngine(s.model_dir / s.whisper_model, options)
         elif s.engine == "torch":

@@ -34,7 +34,7 @@ class StreamOptions:
     languages: tuple[str, ...]
     initial_language: str | None = None
     interim_results: bool = True
-    partial_interval_s: float = 0.5  # re-decode the open segment this often
+    partial_interval_s: float = 1.0  # re-decode the open segment this often (stretched up to 4x under load)
     min_decode_s: float = 0.4  # no interim decode before this much speech
     max_segment_s: float = 15.0  # force a final at the quietest point beyond this
     min_silence_s: float = 0.6  # VAD silence that ends a segment
@@ -53,6 +53,7 @@ class StreamOptions:
     padding_cutoff_s: float = 3.0  # ... prepended to windows shorter than this
     hallucination_guards: bool = True
     commit_prefix: bool = False  # the final is forced to keep the text LocalAgreement committed
+    interim_prefix: bool = True  # interim windows force the committed text and only decode the rest
     prompt_chars: int = 0  # committed text fed as prompt (0 = none)
     prompt_hygiene: bool = True  # the prompt carries the current language's text only
     phrases: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # biasing, per language
@@ -235,6 +236,13 @@ class RecognitionStream:
         return self._timed(self.engine.decode, encoded, language, prompt=self._prompt(language),
                            prefix=prefix, beam_size=beam)
 
+    def _final_beam(self) -> int:
+        """The configured beam while the scheduler keeps up; narrower under load (finals keep their latency)."""
+        load = getattr(self.engine, "load", None)
+        backlog = load() if load is not None else 0.0
+        beam = self.options.beam_size
+        return beam if backlog < 1 else min(beam, 2) if backlog < 3 else 1
+
     def _prompt(self, language: str) -> str:
         o = self.options
         phrases = ", ".join(o.phrases.get(language, ()))
@@ -297,7 +305,9 @@ class RecognitionStream:
             if seg.detector.vote(tail_language, tail_confidence, index=end) and tail_language != seg.language:
                 return self._switch(seg, encoded, tail_language, seg.detector.switch_index or end)
         language = seg.language or language
-        text = self._guard(self._decode(encoded, language))
+        # The committed prefix is forced (one parallel pass), so only the tail is generated step by step.
+        prefix = join_units(seg.agreement.committed) if o.interim_prefix and seg.language == language else ""
+        text = self._guard(self._decode(encoded, language, prefix.rstrip(".,!?;:。、，！？")))
         if not text:
             return []
         seg.agreement.insert(units(text))
@@ -392,7 +402,7 @@ class RecognitionStream:
         # LocalAgreement: optionally force what interim windows committed (if in this language).
         prefix = join_units(seg.agreement.committed) if lang == seg.language and o.commit_prefix else ""
         prefix = prefix.rstrip(".,!?;:。、，！？")  # an interim's closing punctuation must not stop the final
-        text = self._guard(self._decode(encoded, lang, prefix, o.beam_size))
+        text = self._guard(self._decode(encoded, lang, prefix, self._final_beam()))
         commit = True
         if not forced and not seg.language_fixed and len(self.pair) > 1:
             decision = decide_final_language(best(probs), seg.votes, self.language, text, self.pair, o.hysteresis,
@@ -400,7 +410,7 @@ class RecognitionStream:
             commit = decision.commit
             if decision.language != lang:
                 lang = decision.language
-                text = self._guard(self._decode(encoded, lang, "", o.beam_size))  # same encoder output
+                text = self._guard(self._decode(encoded, lang, "", self._final_beam()))  # same encoder output
         seg.draft = _Draft(key, lang, text, float(probs.get(lang, 0.0)), commit, forced is not None)
         return seg.draft
 
