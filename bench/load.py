@@ -35,6 +35,7 @@ CLK = os.sysconf("SC_CLK_TCK")
 CONFIGS = {
     "ct2": {},
     "ct2-nobatch": {"TANDEM_ASR_BATCHING": "false"},
+    "ct2-2threads": {"TANDEM_ASR_INFERENCE_THREADS": "2", "TANDEM_ASR_INTRA_THREADS": "1"},
     "ct2-2workers": {"TANDEM_ASR_INTRA_THREADS": "1"},  # with asr_workers=2 (below)
     "torch": {"TANDEM_ASR_ENGINE": "torch"},
 }
