@@ -233,9 +233,10 @@ class TorchWhisperEngine:
             beam_size=beam_size if beam_size > 1 else None,
             prompt=prompt_ids or None,
             prefix=forced or None,
-            # With a forced prefix the audio may be fully transcribed already: end-of-text
-            # must be allowed as the first generated token.
-            suppress_blank=not forced,
+            # With a forced user prefix the audio may be fully transcribed already: end-of-text
+            # must be allowed as the first generated token. After the padding text alone it
+            # must not (Whisper would end on "bye bye"), as in the CTranslate2 engine.
+            suppress_blank=not prefix_ids,
             without_timestamps=True,
             fp16=self.dtype == torch.float16,
         )
