@@ -30,7 +30,7 @@ ABLATIONS: list[tuple[str, dict[str, str]]] = [
     ("no flush at VAD silences", {"TANDEM_ASR_VAD_FLUSH": "false"}),
     ("no universal padding", {"TANDEM_ASR_UNIVERSAL_PADDING": "false"}),
     ("no hallucination guards", {"TANDEM_ASR_HALLUCINATION_GUARDS": "false"}),
-    ("no LocalAgreement prefix in finals", {"TANDEM_ASR_COMMIT_PREFIX": "false"}),
+    ("finals forced to keep the LocalAgreement prefix", {"TANDEM_ASR_COMMIT_PREFIX": "true"}),
     ("prompt: same-language text (hygiene)", {"TANDEM_ASR_PROMPT_CHARS": "200"}),
     ("prompt: all languages (no hygiene)", {"TANDEM_ASR_PROMPT_CHARS": "200", "TANDEM_ASR_PROMPT_HYGIENE": "false"}),
 ]

@@ -61,7 +61,7 @@ def markdown(streaming: dict, ceiling: dict | None) -> str:
         f"| end of speech → final p50 / p95 (s) | {_fmt(fl['p50'], 2)} / {_fmt(fl['p95'], 2)} (n={fl['n']}) | | |",
         f"| onset → first partial p50 (s) | {_fmt(fr['p50'], 2)} (n={fr['n']}) | | |",
         f"| switch → first result in new language p50 (s) | {_fmt(sw['first_result_latency_s']['p50'], 2)} | | |",
-        f"| final latency after a switch / ordinary p50 (s) | {_fmt(sw['final_latency_after_switch_s']['p50'], 2)} / "
+        f"| final latency at a switch / ordinary p50 (s) | {_fmt(sw['final_latency_at_switch_s']['p50'], 2)} / "
         f"{_fmt(sw['final_latency_ordinary_s']['p50'], 2)} | | |",
         f"| switch overhead (s) | {_fmt(sw['overhead_s'], 2)} | | |",
         f"| flaps / spurious switches | {streaming['flaps']} / {streaming['spurious_switches']} | | |",

@@ -8,8 +8,9 @@
   the segment's end (end of speech) on the stream clock.
 - first partial: per reference segment, arrival of the first result overlapping it minus its start.
 - switch: for a reference segment whose language differs from the previous one, arrival of
-  the first result / first final in the new language overlapping it minus its start; the
-  overhead is median final latency of post-switch segments minus that of the others.
+  the first result / first final in the new language overlapping it minus its start. The
+  overhead is the median final latency of segments that end at a switch (the next segment
+  is in the other language) minus that of the others (clips, last segments of streams).
 - flaps: a committed language change (between consecutive finals) that reverts within 3 s;
   spurious switches: changes where the reference language at both finals' midpoints is equal.
 """
@@ -180,7 +181,7 @@ def summarize(traces) -> dict:
     """Aggregate metrics of several traces (one run of the live stack)."""
     counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     right = total = flap_n = spurious_n = 0
-    final_lat, first_lat, post_switch, ordinary = [], [], [], []
+    final_lat, first_lat, before_switch, ordinary = [], [], [], []
     switches, translation_lat = [], []
     translation_errors: collections.Counter = collections.Counter()
     per_entry = []
@@ -194,11 +195,11 @@ def summarize(traces) -> dict:
         f, s = flaps(tr.entry, fin)
         flap_n, spurious_n = flap_n + f, spurious_n + s
         sw = switch_latencies(tr.entry, tr.responses, fin)
-        switch_segments = {x["segment"] for x in sw}
+        ends_at_switch = {x["segment"] - 1 for x in sw}
         lat = final_latencies(tr.entry, fin) if tr.realtime else []
         for i, v in lat:
             final_lat.append(v)
-            (post_switch if i in switch_segments else ordinary).append(v)
+            (before_switch if i in ends_at_switch else ordinary).append(v)
         if tr.realtime:
             first_lat += first_result_latencies(tr.entry, tr.responses)
             switches += sw
@@ -214,7 +215,7 @@ def summarize(traces) -> dict:
             "final_latency_s": [v for _, v in lat],
         })
     med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
-    overhead = (med(post_switch) - med(ordinary)) if post_switch and ordinary else None
+    overhead = (med(before_switch) - med(ordinary)) if before_switch and ordinary else None
     return {
         "error_rate": {lang: e / n for lang, (e, n) in sorted(counts.items()) if n},
         "reference_tokens": {lang: n for lang, (_, n) in sorted(counts.items())},
@@ -224,7 +225,7 @@ def summarize(traces) -> dict:
         "switch": {
             "first_result_latency_s": percentiles([x["first_result_s"] for x in switches]),
             "first_final_latency_s": percentiles([x["first_final_s"] for x in switches]),
-            "final_latency_after_switch_s": percentiles(post_switch),
+            "final_latency_at_switch_s": percentiles(before_switch),
             "final_latency_ordinary_s": percentiles(ordinary),
             "overhead_s": overhead,
         },
