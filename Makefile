@@ -58,7 +58,7 @@ PEERS ?= wlk,wlk-simul,wl
 peers-setup:
 	bash bench/peers/setup.sh
 
-peers: setup peers-setup
+peers: setup venv-torch peers-setup
 	$(PY) bench/peers/run_peers.py --out reports/peers.json --peers $(PEERS) \
 		$(if $(MANIFEST),--manifest $(MANIFEST)) $(if $(QUICK),--quick)
 

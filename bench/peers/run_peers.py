@@ -220,8 +220,9 @@ def converted_pt(venv: Path) -> Path:
     pt = venv.parent / "whisper-base-pt" / "whisper-base.pt"
     src = CT2_DIR / "model.bin"
     if not pt.exists() or not Path(str(pt) + ".heads").exists() or pt.stat().st_mtime < src.stat().st_mtime:
-        subprocess.run([str(venv / "bin" / "python"), str(HERE / "ct2_to_whisper_pt.py"), str(CT2_DIR), str(pt)],
-                       check=True, env=peer_env(), capture_output=True)
+        # converted by the project's own converter, in the project venv (make venv-torch)
+        subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "services.asr.ct2_to_torch", str(CT2_DIR),
+                        str(pt)], check=True, cwd=ROOT, capture_output=True)
     return pt
 
 
@@ -516,7 +517,7 @@ STATIC = {
     "wlk-simul": {
         "config": "basic_server --backend faster-whisper --backend-policy simulstreaming (WLK's default policy, AlignAtt) "
                   "--encoder-model-path models/whisper-base-ct2 (faster-whisper encoder) --decoder-model-path = the same "
-                  "weights re-packed as an openai-whisper checkpoint by bench/peers/ct2_to_whisper_pt.py (PyTorch fp32 "
+                  "weights re-packed as an openai-whisper checkpoint by services/asr/ct2_to_torch.py (PyTorch fp32 "
                   "decoder on CPU), --custom-alignment-heads from the CT2 config.json, --pcm-input --lan auto (defaults "
                   "otherwise: greedy, frame threshold 25, Silero VAC, min chunk 0.1 s)",
         "language_pair_restriction": False,

@@ -308,3 +308,34 @@ def load_whisper_from_ct2(model_dir: Path | str, device: str = "cpu", dtype=None
     model = model.to(device=device, dtype=dtype)
     model.eval()
     return model
+
+
+def save_openai_checkpoint(model_dir: Path | str, out: Path | str) -> Path:
+    """Write the CTranslate2 Whisper directory as an openai-whisper checkpoint (.pt, fp32), and
+    its alignment heads as openai-whisper's base85(gzip(mask)) string next to it (OUT.heads),
+    for tools that need a PyTorch Whisper (the SimulStreaming peer in bench/peers)."""
+    import base64
+    import dataclasses
+    import gzip
+
+    import torch
+
+    path, out = Path(model_dir), Path(out)
+    spec, _revision, variables, aliases = read_ct2_model(path / "model.bin")
+    if spec != "WhisperSpec":
+        raise Ct2FormatError(f"{path / 'model.bin'} holds a {spec}, not a WhisperSpec")
+    dims, state = ct2_to_state_dict(variables, aliases, dtype=torch.float32)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": state}, out)
+    heads = json.loads((path / "config.json").read_text(encoding="utf-8")).get("alignment_heads", [])
+    mask = np.zeros((dims.n_text_layer, dims.n_text_head), dtype=bool)
+    for layer, head in heads:
+        mask[layer, head] = True
+    Path(str(out) + ".heads").write_text(base64.b85encode(gzip.compress(mask.tobytes())).decode())
+    return out
+
+
+if __name__ == "__main__":  # python -m services.asr.ct2_to_torch CT2_DIR OUT.pt
+    import sys
+
+    print(save_openai_checkpoint(sys.argv[1], sys.argv[2]))
