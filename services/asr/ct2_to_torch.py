@@ -238,26 +238,24 @@ def ct2_to_state_dict(variables: dict[str, Any], aliases: dict[str, str], dtype=
             else:
                 sd[f"{dst_prefix}.{name}.bias"] = _tensor(b, dtype)
 
-    for i in range(n_audio_layer):
-        src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
+    def block(src: str, dst: str) -> None:
+        """What encoder and decoder blocks share: self-attention and feed-forward."""
         layer_norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
         split(f"{dst}.attn", ("query", "key", "value"), f"{src}/self_attention/linear_0")
         linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
         layer_norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
         linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
         linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+
+    for i in range(n_audio_layer):
+        block(f"encoder/layer_{i}", f"encoder.blocks.{i}")
     for i in range(n_text_layer):
         src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        layer_norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        split(f"{dst}.attn", ("query", "key", "value"), f"{src}/self_attention/linear_0")
-        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        block(src, dst)
         layer_norm(f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
         linear(f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
         split(f"{dst}.cross_attn", ("key", "value"), f"{src}/attention/linear_1")
         linear(f"{dst}.cross_attn.out", f"{src}/attention/linear_2")
-        layer_norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
-        linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
-        linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
     sd["encoder.conv1.weight"] = _tensor(conv1, dtype)
     put("encoder.conv1.bias", "encoder/conv1/bias")
     linear("encoder.conv2", "encoder/conv2")
