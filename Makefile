@@ -49,7 +49,7 @@ EVAL_ARGS ?=
 eval: setup
 	$(PY) -m bench.eval $(if $(MANIFEST),--manifest $(MANIFEST)) $(EVAL_ARGS)
 
-load: setup
+load: setup venv-torch
 	$(PY) -m bench.load $(if $(MANIFEST),--manifest $(MANIFEST)) $(LOAD_ARGS)
 
 # WhisperLiveKit and WhisperLive on the same Whisper base weights and clips (bench/peers/),

@@ -35,6 +35,7 @@ CLK = os.sysconf("SC_CLK_TCK")
 CONFIGS = {
     "ct2": {},
     "ct2-nobatch": {"TANDEM_ASR_BATCHING": "false"},
+    "ct2-unprimed": {"TANDEM_ASR_PRIME": "false"},  # without the CPU priming of engine._load_ct2_whisper
     "ct2-2threads": {"TANDEM_ASR_INFERENCE_THREADS": "2", "TANDEM_ASR_INTRA_THREADS": "1"},
     "ct2-2workers": {"TANDEM_ASR_INTRA_THREADS": "1"},  # with asr_workers=2 (below)
     "torch": {"TANDEM_ASR_ENGINE": "torch"},
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", default="1,2,3,4,6,8")
     parser.add_argument("--bound", type=float, default=1.5)
     parser.add_argument("--max-seconds", type=float, default=1500.0)
-    parser.add_argument("--configs", default="ct2,ct2-nobatch", help=f"comma-separated, of {sorted(CONFIGS)}")
+    parser.add_argument("--configs", default="ct2,ct2-nobatch,torch", help=f"comma-separated, of {sorted(CONFIGS)}")
     parser.add_argument("--peers", type=Path, default=Path("reports/peers.json"),
                         help="peer results to show beside ours (from `make peers`), if present")
     parser.add_argument("--quick", action="store_true", help="N = 1, 2 only (smoke test)")

@@ -54,3 +54,16 @@ def test_guards_collapse_repetition_loops():
     assert text == "" and reason == "repetition"
     assert guards.check("He might even have been made amiable himself.", 0.0, -0.2) == (
         "He might even have been made amiable himself.", None)
+
+
+def test_padding_echo_is_stripped_but_a_genuine_okay_stays():
+    from services.asr.guards import strip_padding_echo
+
+    pad = "Okay, bye bye."
+    assert strip_padding_echo("Okay. Bye bye.", pad) == ""
+    assert strip_padding_echo("Bye bye. Seven of clubs.", pad) == "Seven of clubs."
+    assert strip_padding_echo("Bye.", pad) == ""
+    assert strip_padding_echo("Okay, let's start.", pad) == "Okay, let's start."
+    assert strip_padding_echo("Okay.", pad) == "Okay."
+    assert strip_padding_echo("水をマレーシアから", pad) == "水をマレーシアから"
+    assert strip_padding_echo("He said bye bye.", pad) == "He said bye bye."

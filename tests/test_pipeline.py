@@ -67,9 +67,13 @@ def _secs(d):
 
 def attributed(stream, responses):
     """Per reference segment: the finals that overlap it most (each final goes to one segment)."""
-    refs = stream["segments"]
+    return attribute(stream["segments"], finals(responses))
+
+
+def attribute(refs, segments):
+    """`attributed` for any results with start/end offsets and text (session segments or ASR results)."""
     by_ref = collections.defaultdict(list)
-    for seg in finals(responses):
+    for seg in segments:
         if not seg.text:
             continue
         start, end = _secs(seg.start_offset), _secs(seg.end_offset)

@@ -15,7 +15,7 @@ class FakeEngine:
         self.batches: list[tuple[str, list]] = []
         self.gate = threading.Event()
 
-    def encode_shape(self, audio, padding=None):
+    def encode_shape(self, audio, padding=None, quantum_s=None):
         return (len(audio),)
 
     def decode_shape(self, encoded, prompt="", prefix="", beam_size=1):
@@ -23,8 +23,8 @@ class FakeEngine:
 
     def encode_batch(self, items):
         self.gate.wait(5)
-        self.batches.append(("encode", [a for a, _ in items]))
-        return [f"enc{len(a)}" for a, _ in items]
+        self.batches.append(("encode", [a for a, *_ in items]))
+        return [f"enc{len(a)}" for a, *_ in items]
 
     def decode_batch(self, items):
         self.gate.wait(5)

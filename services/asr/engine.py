@@ -33,6 +33,7 @@ class EngineOptions:
     # Whisper window). Unpadded short windows make Whisper loop; 10 s keeps accuracy
     # (measured on ../shared/eval) at a third of the 30 s encoder cost.
     pad_quantum_s: float = 10.0
+    prime: bool = True  # CPU: create the model beside a primed throwaway instance (see _load_ct2_whisper)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +61,18 @@ class Padding:
         return len(self.audio) / SAMPLE_RATE
 
 
+def padded_frames(samples: int, quantum_s: float) -> int:
+    """Mel frames of a window: its audio plus >= 0.5 s of silence, rounded up to the quantum
+    (at most Whisper's 30 s)."""
+    quantum = max(2, int(round(quantum_s * 100)))
+    speech_frames = -(-samples // HOP_LENGTH)
+    return min(N_FRAMES, max(quantum, -(-(speech_frames + 50) // quantum) * quantum))
+
+
 class WhisperEngine(Protocol):
-    def encode(self, audio: np.ndarray, padding: Padding | None = None) -> Encoded: ...
+    def encode(self, audio: np.ndarray, padding: Padding | None = None, quantum_s: float | None = None) -> Encoded:
+        """Encode once; the mel is padded to a multiple of `quantum_s` (default: the engine's
+        `EngineOptions.pad_quantum_s`)."""
 
     def detect(self, encoded: Encoded, pair: tuple[str, ...], last_seconds: float | None = None,
                span: tuple[float, float] | None = None) -> dict[str, float]: ...
@@ -89,6 +100,34 @@ def load_tokenizer(path: Path):
     return tokenizers.Tokenizer.from_str(json.dumps(data))
 
 
+def _load_ct2_whisper(ctranslate2, model_dir: Path, options: EngineOptions):
+    """The CTranslate2 Whisper model; on CPU, created while a primed throwaway instance exists.
+
+    Measured on a 2-core AMD EPYC (Zen 1, AVX2, oneDNN int8 backend): the first model of a
+    process encodes a 10 s window in 0.59 s using 1.5 cores, while a model created after another
+    instance has run one encode (and is then freed) takes 0.33 s using 1.9 cores, and keeps that
+    speed (detect and decode are faster too). Not page faults, threads settings or the ISA
+    (all checked); the cause is inside the runtime. Priming costs one extra model load and one
+    single-threaded encode at start-up (about 1 s) and nothing at run time; on machines without
+    the effect it changes nothing. `EngineOptions.prime=False` (TANDEM_ASR_PRIME=false) skips it.
+    """
+    primer = None
+    if options.prime and options.device == "cpu":
+        primer = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type=options.compute_type,
+                                            intra_threads=1)
+        silence = np.zeros((1, primer.n_mels, 1000), dtype=np.float32)
+        primer.encode(ctranslate2.StorageView.from_array(silence))
+    model = ctranslate2.models.Whisper(
+        str(model_dir),
+        device=options.device,
+        compute_type=options.compute_type,
+        intra_threads=options.intra_threads,
+        inter_threads=options.inter_threads,
+    )
+    del primer
+    return model
+
+
 @dataclasses.dataclass
 class _Ct2Encoded:
     output: object  # ctranslate2.StorageView [1, frames, d_model]
@@ -106,36 +145,27 @@ class Ct2WhisperEngine:
 
         self._ct2 = ctranslate2
         self.options = options
-        self.model = ctranslate2.models.Whisper(
-            str(model_dir),
-            device=options.device,
-            compute_type=options.compute_type,
-            intra_threads=options.intra_threads,
-            inter_threads=options.inter_threads,
-        )
+        self.model = _load_ct2_whisper(ctranslate2, Path(model_dir), options)
         self.tokenizer = load_tokenizer(Path(model_dir) / "tokenizer.json")
         self.n_mels = self.model.n_mels
 
-    def _frames(self, samples: int) -> int:
-        """Mel frames of a window: its audio plus >= 0.5 s of silence, rounded up to the quantum."""
-        quantum = max(1, int(round(self.options.pad_quantum_s * 100)))
-        speech_frames = -(-samples // HOP_LENGTH)
-        return min(N_FRAMES, max(quantum, -(-(speech_frames + 50) // quantum) * quantum))
+    def _frames(self, samples: int, quantum_s: float | None = None) -> int:
+        return padded_frames(samples, quantum_s or self.options.pad_quantum_s)
 
-    def encode_shape(self, audio: np.ndarray, padding: Padding | None = None) -> tuple:
+    def encode_shape(self, audio: np.ndarray, padding: Padding | None = None, quantum_s: float | None = None) -> tuple:
         """Windows with equal shapes can be encoded in one batch."""
-        return (self._frames(len(audio) + (len(padding.audio) if padding else 0)),)
+        return (self._frames(len(audio) + (len(padding.audio) if padding else 0), quantum_s),)
 
-    def encode(self, audio: np.ndarray, padding: Padding | None = None) -> _Ct2Encoded:
-        return self.encode_batch([(audio, padding)])[0]
+    def encode(self, audio: np.ndarray, padding: Padding | None = None, quantum_s: float | None = None) -> _Ct2Encoded:
+        return self.encode_batch([(audio, padding, quantum_s)])[0]
 
-    def encode_batch(self, items: list[tuple[np.ndarray, Padding | None]]) -> list[_Ct2Encoded]:
-        """Encode windows of equal `encode_shape` in one call."""
+    def encode_batch(self, items: list[tuple]) -> list[_Ct2Encoded]:
+        """Encode windows of equal `encode_shape` in one call; items are (audio, padding[, quantum_s])."""
         features, durations = [], []
-        for audio, padding in items:
+        for audio, padding, *quantum in items:
             durations.append(min(len(audio) / SAMPLE_RATE, 30.0))
             full = np.concatenate([padding.audio, audio]) if padding is not None else audio
-            frames = self._frames(len(full))
+            frames = self._frames(len(full), quantum[0] if quantum else None)
             features.append(log_mel_spectrogram(full[: N_FRAMES * HOP_LENGTH], n_mels=self.n_mels, pad_to_frames=frames))
         output = self.model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(np.stack(features))),
                                    to_cpu=False)
@@ -153,21 +183,46 @@ class Ct2WhisperEngine:
             return {pair[0]: 1.0}
         return restrict_to_pair(self.detect_all(encoded, last_seconds, span), pair)
 
-    def detect_all(self, encoded: _Ct2Encoded, last_seconds: float | None = None,
-                   span: tuple[float, float] | None = None) -> dict[str, float]:
-        """Unrestricted language-token probabilities by Whisper code (the ablation without the pair)."""
+    def _frame_range(self, encoded: _Ct2Encoded, last_seconds: float | None,
+                     span: tuple[float, float] | None) -> tuple[int, int] | None:
+        """Encoder frames [start, end) of the audio (padding excluded) or of a part of it; None = all frames."""
         pad_s = encoded.padding.duration_s if encoded.padding else 0.0
         if span is None:
             start_s = 0.0 if last_seconds is None else max(0.0, encoded.duration_s - last_seconds)
             span = (start_s, encoded.duration_s)
+        if not pad_s and span == (0.0, encoded.duration_s):
+            return None
+        start = int((pad_s + span[0]) * FRAMES_PER_SECOND)
+        return start, max(start + 1, int((pad_s + span[1]) * FRAMES_PER_SECOND))
+
+    def detect_all(self, encoded: _Ct2Encoded, last_seconds: float | None = None,
+                   span: tuple[float, float] | None = None) -> dict[str, float]:
+        """Unrestricted language-token probabilities by Whisper code (the ablation without the pair)."""
+        frames = self._frame_range(encoded, last_seconds, span)
         output = encoded.output
-        if pad_s or span != (0.0, encoded.duration_s):
-            start = int((pad_s + span[0]) * FRAMES_PER_SECOND)
-            end = max(start + 1, int((pad_s + span[1]) * FRAMES_PER_SECOND))
+        if frames is not None:
             array = np.asarray(output)  # CPU storage; a GPU engine slices on the device
-            output = self._ct2.StorageView.from_array(np.ascontiguousarray(array[:, start:end]))
+            output = self._ct2.StorageView.from_array(np.ascontiguousarray(array[:, frames[0]:frames[1]]))
         ranked = self.model.detect_language(output)[0]
         return {token.strip("<|>"): p for token, p in ranked}
+
+    def detect_spans(self, encoded: _Ct2Encoded, pair: tuple[str, ...],
+                     spans: list[tuple[float, float]]) -> list[dict[str, float]]:
+        """`detect(encoded, pair, span=s)` for every span, slices of equal length in one batched call."""
+        if len(pair) == 1:
+            return [{pair[0]: 1.0} for _ in spans]
+        array = np.asarray(encoded.output)
+        ranges = [self._frame_range(encoded, None, span) or (0, array.shape[1]) for span in spans]
+        out: list[dict[str, float] | None] = [None] * len(spans)
+        by_length: dict[int, list[int]] = {}
+        for k, (start, end) in enumerate(ranges):
+            by_length.setdefault(end - start, []).append(k)
+        for group in by_length.values():
+            batch = np.stack([array[0, ranges[k][0]:ranges[k][1]] for k in group])
+            ranked = self.model.detect_language(self._ct2.StorageView.from_array(np.ascontiguousarray(batch)))
+            for k, items in zip(group, ranked):
+                out[k] = restrict_to_pair({token.strip("<|>"): p for token, p in items}, pair)
+        return out  # type: ignore[return-value]
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids

@@ -64,6 +64,25 @@ def collapse_repeats(text: str) -> str:
     return joiner.join(kept) if kept else text
 
 
+def strip_padding_echo(text: str, pad_text: str) -> str:
+    """Universal padding's text repeated by the decoder after its forced copy.
+
+    On very short unclear audio Whisper can say the padding clip again ("Bye bye.", "Okay,
+    bye bye." on a 0.45 s fragment, measured): a leading run of the padding text's words is
+    removed when it contains the text's last word ("bye"), so a genuine leading "Okay" stays.
+    """
+    pad_words = _norm(pad_text).split()
+    if not pad_words:
+        return text
+    words = text.split()
+    run = 0
+    while run < len(words) and _norm(words[run]) and all(w in pad_words for w in _norm(words[run]).split()):
+        run += 1
+    if run and pad_words[-1] in _norm(" ".join(words[:run])).split():
+        return " ".join(words[run:])
+    return text
+
+
 def check(text: str, no_speech_prob: float, avg_logprob: float,
           options: GuardOptions = GuardOptions()) -> tuple[str, str | None]:
     """(text to emit, suppression reason or None). An empty text means: nothing was said."""

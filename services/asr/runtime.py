@@ -34,6 +34,7 @@ class AsrSettings:
     compute_type: str = "int8"
     device: str = "cpu"
     intra_threads: int = 2
+    prime: bool = True  # CTranslate2 on CPU: load beside a primed instance (engine._load_ct2_whisper)
     max_streams: int = 8  # admission control: RESOURCE_EXHAUSTED beyond this
     batching: bool = True  # cross-stream batching of encoder and decoder calls
     max_batch: int = 8
@@ -52,6 +53,7 @@ class AsrSettings:
     vad_flush: bool = True
     universal_padding: bool = True
     padding_cutoff_s: float = 3.0
+    interim_quantum_s: float = 2.0  # interim windows shorter than the switch probe: mel padded to this (0 = engine's 10 s)
     hallucination_guards: bool = True
     commit_prefix: bool = False
     prompt_chars: int = 0
@@ -85,6 +87,7 @@ class AsrRuntime:
             hysteresis=HysteresisOptions(windows=s.hysteresis_windows, threshold=s.hysteresis_threshold),
             switch_probe=s.switch_probe, short_text_chars=s.short_text_chars, vad_flush=s.vad_flush,
             padding=load_padding() if s.universal_padding else None, padding_cutoff_s=s.padding_cutoff_s,
+            interim_quantum_s=s.interim_quantum_s or None,
             hallucination_guards=s.hallucination_guards, commit_prefix=s.commit_prefix,
             prompt_chars=s.prompt_chars, prompt_hygiene=s.prompt_hygiene,
         )
@@ -92,7 +95,7 @@ class AsrRuntime:
     def load(self) -> None:
         s = self.settings
         options = EngineOptions(compute_type=s.compute_type, device=s.device, intra_threads=s.intra_threads,
-                                inter_threads=s.inference_threads)
+                                inter_threads=s.inference_threads, prime=s.prime)
         if s.engine == "ct2":
             self.engine = Ct2WhisperEngine(s.model_dir / s.whisper_model, options)
         elif s.engine == "torch":

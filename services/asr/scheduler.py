@@ -137,10 +137,10 @@ class StreamEngine:
     def load(self) -> float:
         return self.scheduler.load()
 
-    def encode(self, audio: np.ndarray, padding=None):
+    def encode(self, audio: np.ndarray, padding=None, quantum_s: float | None = None):
         engine = self.scheduler.engine
-        shape = engine.encode_shape(audio, padding) if hasattr(engine, "encode_shape") else ()
-        return self.scheduler.submit("encode", shape, (audio, padding), self.priority, self.stream)
+        shape = engine.encode_shape(audio, padding, quantum_s) if hasattr(engine, "encode_shape") else ()
+        return self.scheduler.submit("encode", shape, (audio, padding, quantum_s), self.priority, self.stream)
 
     def decode(self, encoded, language: str, *, prompt: str = "", prefix: str = "", beam_size: int = 1):
         engine = self.scheduler.engine
@@ -153,4 +153,10 @@ class StreamEngine:
 
     def detect_all(self, encoded, last_seconds=None, span=None):
         return self.scheduler.engine.detect_all(encoded, last_seconds, span)
+
+    def detect_spans(self, encoded, pair, spans):
+        engine = self.scheduler.engine
+        if hasattr(engine, "detect_spans"):
+            return engine.detect_spans(encoded, pair, spans)
+        return [engine.detect(encoded, pair, span=span) for span in spans]
 

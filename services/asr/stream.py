@@ -51,6 +51,10 @@ class StreamOptions:
     vad_flush: bool = True  # finals at VAD silences (off: only switches / max length cut)
     padding: Padding | None = None  # universal padding clip (None = off)
     padding_cutoff_s: float = 3.0  # ... prepended to windows shorter than this
+    # Interim windows too short for the switch probe pad their mel to a multiple of this (None:
+    # the engine's quantum). Longer windows keep the engine's: the probe reads their trailing
+    # encoder frames, and on short-padded windows it located switches seconds late (measured).
+    interim_quantum_s: float | None = 2.0
     hallucination_guards: bool = True
     commit_prefix: bool = False  # the final is forced to keep the text LocalAgreement committed
     interim_prefix: bool = True  # interim windows force the committed text and only decode the rest
@@ -214,11 +218,11 @@ class RecognitionStream:
             self.on_window(elapsed)
         return out
 
-    def _encode(self, audio: np.ndarray) -> Encoded:
+    def _encode(self, audio: np.ndarray, quantum_s: float | None = None) -> Encoded:
         o = self.options
         padding = o.padding if o.padding is not None and len(audio) < o.padding_cutoff_s * SAMPLE_RATE else None
         self.stats.windows += 1
-        return self._timed(self.engine.encode, audio, padding)
+        return self._timed(self.engine.encode, audio, padding, quantum_s)
 
     def _detect(self, encoded: Encoded, last_seconds: float | None = None) -> dict[str, float]:
         """Language probabilities over the pair; without the pair constraint, Whisper's winner
@@ -233,8 +237,20 @@ class RecognitionStream:
         return mapped
 
     def _decode(self, encoded: Encoded, language: str, prefix: str = "", beam: int = 1) -> Decoded:
-        return self._timed(self.engine.decode, encoded, language, prompt=self._prompt(language),
-                           prefix=prefix, beam_size=beam)
+        decoded = self._timed(self.engine.decode, encoded, language, prompt=self._prompt(language),
+                              prefix=prefix, beam_size=beam)
+        padding = getattr(encoded, "padding", None)
+        if padding is not None:  # the padding clip's text said again after its forced copy
+            text = guards.strip_padding_echo(decoded.text, padding.text)
+            if text != decoded.text:
+                self._count_suppressed("padding_echo")
+                decoded = dataclasses.replace(decoded, text=text)
+        return decoded
+
+    def _count_suppressed(self, reason: str) -> None:
+        self.stats.suppressed[reason] = self.stats.suppressed.get(reason, 0) + 1
+        if self.on_suppressed:
+            self.on_suppressed(reason)
 
     def _final_beam(self) -> int:
         """The configured beam while the scheduler keeps up; narrower under load (finals keep their latency)."""
@@ -257,9 +273,7 @@ class RecognitionStream:
             return decoded.text
         text, reason = guards.check(decoded.text, decoded.no_speech_prob, decoded.avg_logprob)
         if reason:
-            self.stats.suppressed[reason] = self.stats.suppressed.get(reason, 0) + 1
-            if self.on_suppressed:
-                self.on_suppressed(reason)
+            self._count_suppressed(reason)
         return text
 
     # ---- segments ----------------------------------------------------------------------
@@ -282,7 +296,8 @@ class RecognitionStream:
         self._set_priority(INTERIM)
         o = self.options
         end = self.total
-        encoded = self._encode(self._window(seg.start, end))
+        probing = o.switch_probe and len(self.pair) > 1 and end - seg.start >= (o.switch_probe_s + 1.0) * SAMPLE_RATE
+        encoded = self._encode(self._window(seg.start, end), None if probing else o.interim_quantum_s)
         seg.last_decode_end = end
         probs = self._detect(encoded)
         language, confidence = best(probs)
@@ -356,15 +371,20 @@ class RecognitionStream:
             if len(candidates) == 8:
                 break
         duration = encoded.duration_s
-        best_cut, best_score = hi, -1.0
-        for f in candidates:
-            cut = f * FRAME_SAMPLES + FRAME_SAMPLES // 2
+        cuts = [f * FRAME_SAMPLES + FRAME_SAMPLES // 2 for f in candidates]
+        cuts = [(f, cut) for f, cut in zip(candidates, cuts) if 0.2 < (cut - seg.start) / SAMPLE_RATE < duration - 0.2]
+        if not cuts:
+            return hi
+        spans = []
+        for _, cut in cuts:  # the language just after and just before each candidate pause
             t = (cut - seg.start) / SAMPLE_RATE
-            if not 0.2 < t < duration - 0.2:
-                continue
-            after = self.engine.detect(encoded, self.pair, span=(t, min(duration, t + 1.5))).get(new, 0.0)
-            before = self.engine.detect(encoded, self.pair, span=(max(0.0, t - 1.5), t)).get(old, 0.0)
-            score = after + before - 0.5 * self._probs[f]
+            spans += [(t, min(duration, t + 1.5)), (max(0.0, t - 1.5), t)]
+        detect_spans = getattr(self.engine, "detect_spans", None)
+        probs = detect_spans(encoded, self.pair, spans) if detect_spans is not None else \
+            [self.engine.detect(encoded, self.pair, span=span) for span in spans]
+        best_cut, best_score = hi, -1.0
+        for k, (f, cut) in enumerate(cuts):
+            score = probs[2 * k].get(new, 0.0) + probs[2 * k + 1].get(old, 0.0) - 0.5 * self._probs[f]
             if score > best_score:
                 best_cut, best_score = cut, score
         return best_cut

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from services.asr.engine import _NO_SPACE_SCRIPT, FRAMES_PER_SECOND, Decoded, EngineOptions, Padding
+from services.asr.engine import _NO_SPACE_SCRIPT, FRAMES_PER_SECOND, Decoded, EngineOptions, Padding, padded_frames
 from services.asr.features import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, log_mel_spectrogram
 from services.asr.language import restrict_to_pair, whisper_code
 
@@ -122,14 +122,12 @@ class TorchWhisperEngine:
 
     # -- encoder ---------------------------------------------------------------------------
 
-    def encode(self, audio: np.ndarray, padding: Padding | None = None) -> _TorchEncoded:
+    def encode(self, audio: np.ndarray, padding: Padding | None = None, quantum_s: float | None = None) -> _TorchEncoded:
         torch = self._torch
         duration = len(audio) / SAMPLE_RATE
         if padding is not None:
             audio = np.concatenate([padding.audio, audio])
-        quantum = max(1, int(round(self.options.pad_quantum_s * 100)))
-        speech_frames = -(-len(audio) // HOP_LENGTH)
-        frames = min(N_FRAMES, max(quantum, -(-(speech_frames + 50) // quantum) * quantum))
+        frames = padded_frames(len(audio), quantum_s or self.options.pad_quantum_s)
         features = log_mel_spectrogram(audio[: N_FRAMES * HOP_LENGTH], n_mels=self.n_mels, pad_to_frames=frames)
         mel = torch.from_numpy(np.ascontiguousarray(features[None])).to(self.device, self.dtype)
         with torch.inference_mode():

@@ -1,0 +1,106 @@
+"""RecognitionStream orchestration with a fake engine and a fake VAD (no model): which Whisper
+windows run when, and with which mel padding."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from services.asr.engine import Decoded
+from services.asr.stream import RecognitionStream, Result, StreamOptions
+from services.asr.vad import FRAME_SAMPLES
+
+RATE = 16000
+
+
+class LoudnessVad:
+    """Speech probability 1 for frames louder than 0.05 RMS, else 0."""
+
+    def new_state(self):
+        return self
+
+    def __init__(self) -> None:
+        self._pending = np.zeros(0, dtype=np.float32)
+
+    def process(self, audio):
+        audio = np.concatenate([self._pending, audio])
+        n = len(audio) // FRAME_SAMPLES
+        self._pending = audio[n * FRAME_SAMPLES:]
+        frames = audio[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
+        return (np.sqrt((frames ** 2).mean(axis=1)) > 0.05).astype(np.float32)
+
+
+@dataclasses.dataclass
+class FakeEncoded:
+    duration_s: float
+    quantum_s: float | None
+
+
+class FakeEngine:
+    """Always hears English "hello world"; records every encode (seconds, quantum) and decode."""
+
+    def __init__(self) -> None:
+        self.encodes: list[tuple[float, float | None]] = []
+        self.decodes: list[int] = []  # beam sizes
+
+    def encode(self, audio, padding=None, quantum_s=None):
+        self.encodes.append((round(len(audio) / RATE, 2), quantum_s))
+        return FakeEncoded(len(audio) / RATE, quantum_s)
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        return {code: (0.95 if code == "en" else 0.05 / max(1, len(pair) - 1)) for code in pair}
+
+    def decode(self, encoded, language, *, prompt="", prefix="", beam_size=1):
+        self.decodes.append(beam_size)
+        return Decoded("hello world", language, no_speech_prob=0.01, avg_logprob=-0.2, token_count=3)
+
+
+def speech(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), dtype=np.float32)
+
+
+def run(stream: RecognitionStream, audio: np.ndarray, chunk_s: float = 0.1):
+    events = []
+    step = int(chunk_s * RATE)
+    for i in range(0, len(audio), step):
+        events += stream.feed(audio[i:i + step])
+        events += stream.step()
+    return events + stream.finish()
+
+
+def test_short_interim_windows_use_the_interim_quantum_and_long_ones_the_engine_default():
+    engine = FakeEngine()
+    stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(languages=("en", "ja"), padding=None))
+    run(stream, np.concatenate([silence(0.5), speech(5.0), silence(1.5)]))
+    interim = [e for e in engine.encodes[:-1]]  # the last encode is the final's
+    assert interim, "no interim window ran"
+    assert all(q == 2.0 for secs, q in interim if secs < 3.0)
+    assert all(q is None for secs, q in interim if secs >= 3.0)
+    assert engine.encodes[-1][1] is None  # the final always uses the engine's quantum
+
+
+def test_the_final_is_decoded_once_in_the_pause_and_reused_when_it_is_confirmed():
+    engine = FakeEngine()
+    options = StreamOptions(languages=("en", "ja"), padding=None, min_silence_s=0.8, speculate_after_s=0.3)
+    stream = RecognitionStream(engine, LoudnessVad(), options)
+    events = run(stream, np.concatenate([silence(0.3), speech(2.05), silence(2.0)]))
+    finals = [e for e in events if isinstance(e, Result) and e.is_final]
+    assert len(finals) == 1 and finals[0].final_reason == "end_of_speech"
+    assert engine.decodes.count(options.beam_size) == 1  # drafted in the pause, reused at its confirmation
+    final_windows = [secs for secs, q in engine.encodes if q is None]
+    assert len(final_windows) == 1  # one encode: the window ends at speech end + pad (VAD frames are 32 ms)
+    assert abs(final_windows[0] - (2.35 + options.speech_pad_s)) <= 0.05, final_windows
+
+
+def test_interim_quantum_none_keeps_the_engine_default_everywhere():
+    engine = FakeEngine()
+    stream = RecognitionStream(engine, LoudnessVad(),
+                               StreamOptions(languages=("en",), padding=None, interim_quantum_s=None))
+    run(stream, np.concatenate([speech(2.5), silence(1.5)]))
+    assert engine.encodes and all(q is None for _, q in engine.encodes)
