@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 import pytest
 
+from bench.manifest import speech_bounds
 from clients.scoring import edit_distance, error_rate, normalize, tokens
 from services.asr.language import convert_script
 from tests.conftest import load_jsonl, read_wav
@@ -152,12 +153,9 @@ def show(label, responses):
 
 
 def trim(pcm):
-    """Leading/trailing non-speech off a clip: 20 ms frames quieter than 35 dB below the loudest,
-    50 ms kept (as ../shared/eval/streams were built)."""
-    frames = pcm[: len(pcm) // 320 * 320].astype(np.float64).reshape(-1, 320)
-    level = 10 * np.log10((frames ** 2).mean(axis=1) + 1e-9)
-    loud = np.nonzero(level > level.max() - 35)[0]
-    return pcm[max(0, loud[0] * 320 - 800): min(len(pcm), (loud[-1] + 1) * 320 + 800)]
+    """Leading/trailing non-speech off a clip, 50 ms kept (the energy rule ../shared/eval/streams were built with)."""
+    start, end = speech_bounds(pcm)
+    return pcm[max(0, int((start - 0.05) * RATE)): min(len(pcm), int((end + 0.05) * RATE))]
 
 
 def silence(seconds):

@@ -35,6 +35,7 @@ class LoudnessVad:
 class FakeEncoded:
     duration_s: float
     quantum_s: float | None
+    padding: object = None
 
 
 class FakeEngine:

@@ -47,6 +47,7 @@ class Decoded:
 
 class Encoded(Protocol):
     duration_s: float  # of the audio, universal padding excluded
+    padding: Padding | None  # the universal padding clip prepended to it, if any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,12 +161,12 @@ class Ct2WhisperEngine:
         return self.encode_batch([(audio, padding, quantum_s)])[0]
 
     def encode_batch(self, items: list[tuple]) -> list[_Ct2Encoded]:
-        """Encode windows of equal `encode_shape` in one call; items are (audio, padding[, quantum_s])."""
+        """Encode windows of equal `encode_shape` in one call; items are (audio, padding, quantum_s)."""
         features, durations = [], []
-        for audio, padding, *quantum in items:
+        for audio, padding, quantum_s in items:
             durations.append(min(len(audio) / SAMPLE_RATE, 30.0))
             full = np.concatenate([padding.audio, audio]) if padding is not None else audio
-            frames = self._frames(len(full), quantum[0] if quantum else None)
+            frames = self._frames(len(full), quantum_s)
             features.append(log_mel_spectrogram(full[: N_FRAMES * HOP_LENGTH], n_mels=self.n_mels, pad_to_frames=frames))
         output = self.model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(np.stack(features))),
                                    to_cpu=False)
@@ -183,46 +184,21 @@ class Ct2WhisperEngine:
             return {pair[0]: 1.0}
         return restrict_to_pair(self.detect_all(encoded, last_seconds, span), pair)
 
-    def _frame_range(self, encoded: _Ct2Encoded, last_seconds: float | None,
-                     span: tuple[float, float] | None) -> tuple[int, int] | None:
-        """Encoder frames [start, end) of the audio (padding excluded) or of a part of it; None = all frames."""
+    def detect_all(self, encoded: _Ct2Encoded, last_seconds: float | None = None,
+                   span: tuple[float, float] | None = None) -> dict[str, float]:
+        """Unrestricted language-token probabilities by Whisper code (the ablation without the pair)."""
         pad_s = encoded.padding.duration_s if encoded.padding else 0.0
         if span is None:
             start_s = 0.0 if last_seconds is None else max(0.0, encoded.duration_s - last_seconds)
             span = (start_s, encoded.duration_s)
-        if not pad_s and span == (0.0, encoded.duration_s):
-            return None
-        start = int((pad_s + span[0]) * FRAMES_PER_SECOND)
-        return start, max(start + 1, int((pad_s + span[1]) * FRAMES_PER_SECOND))
-
-    def detect_all(self, encoded: _Ct2Encoded, last_seconds: float | None = None,
-                   span: tuple[float, float] | None = None) -> dict[str, float]:
-        """Unrestricted language-token probabilities by Whisper code (the ablation without the pair)."""
-        frames = self._frame_range(encoded, last_seconds, span)
         output = encoded.output
-        if frames is not None:
+        if pad_s or span != (0.0, encoded.duration_s):
+            start = int((pad_s + span[0]) * FRAMES_PER_SECOND)
+            end = max(start + 1, int((pad_s + span[1]) * FRAMES_PER_SECOND))
             array = np.asarray(output)  # CPU storage; a GPU engine slices on the device
-            output = self._ct2.StorageView.from_array(np.ascontiguousarray(array[:, frames[0]:frames[1]]))
+            output = self._ct2.StorageView.from_array(np.ascontiguousarray(array[:, start:end]))
         ranked = self.model.detect_language(output)[0]
         return {token.strip("<|>"): p for token, p in ranked}
-
-    def detect_spans(self, encoded: _Ct2Encoded, pair: tuple[str, ...],
-                     spans: list[tuple[float, float]]) -> list[dict[str, float]]:
-        """`detect(encoded, pair, span=s)` for every span, slices of equal length in one batched call."""
-        if len(pair) == 1:
-            return [{pair[0]: 1.0} for _ in spans]
-        array = np.asarray(encoded.output)
-        ranges = [self._frame_range(encoded, None, span) or (0, array.shape[1]) for span in spans]
-        out: list[dict[str, float] | None] = [None] * len(spans)
-        by_length: dict[int, list[int]] = {}
-        for k, (start, end) in enumerate(ranges):
-            by_length.setdefault(end - start, []).append(k)
-        for group in by_length.values():
-            batch = np.stack([array[0, ranges[k][0]:ranges[k][1]] for k in group])
-            ranked = self.model.detect_language(self._ct2.StorageView.from_array(np.ascontiguousarray(batch)))
-            for k, items in zip(group, ranked):
-                out[k] = restrict_to_pair({token.strip("<|>"): p for token, p in items}, pair)
-        return out  # type: ignore[return-value]
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids

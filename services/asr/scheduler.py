@@ -154,9 +154,3 @@ class StreamEngine:
     def detect_all(self, encoded, last_seconds=None, span=None):
         return self.scheduler.engine.detect_all(encoded, last_seconds, span)
 
-    def detect_spans(self, encoded, pair, spans):
-        engine = self.scheduler.engine
-        if hasattr(engine, "detect_spans"):
-            return engine.detect_spans(encoded, pair, spans)
-        return [engine.detect(encoded, pair, span=span) for span in spans]
-

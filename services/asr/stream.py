@@ -239,9 +239,8 @@ class RecognitionStream:
     def _decode(self, encoded: Encoded, language: str, prefix: str = "", beam: int = 1) -> Decoded:
         decoded = self._timed(self.engine.decode, encoded, language, prompt=self._prompt(language),
                               prefix=prefix, beam_size=beam)
-        padding = getattr(encoded, "padding", None)
-        if padding is not None:  # the padding clip's text said again after its forced copy
-            text = guards.strip_padding_echo(decoded.text, padding.text)
+        if encoded.padding is not None:  # the padding clip's text said again after its forced copy
+            text = guards.strip_padding_echo(decoded.text, encoded.padding.text)
             if text != decoded.text:
                 self._count_suppressed("padding_echo")
                 decoded = dataclasses.replace(decoded, text=text)
@@ -315,7 +314,7 @@ class RecognitionStream:
                     seg.agreement.reset()
                     seg.detector.reset(language)
         seg.confidence = probs.get(seg.language, 0.0) if seg.language else confidence
-        if o.switch_probe and len(self.pair) > 1 and encoded.duration_s >= o.switch_probe_s + 1.0:
+        if probing:
             tail_language, tail_confidence = best(self._detect(encoded, o.switch_probe_s))
             if seg.detector.vote(tail_language, tail_confidence, index=end) and tail_language != seg.language:
                 return self._switch(seg, encoded, tail_language, seg.detector.switch_index or end)
@@ -371,20 +370,15 @@ class RecognitionStream:
             if len(candidates) == 8:
                 break
         duration = encoded.duration_s
-        cuts = [f * FRAME_SAMPLES + FRAME_SAMPLES // 2 for f in candidates]
-        cuts = [(f, cut) for f, cut in zip(candidates, cuts) if 0.2 < (cut - seg.start) / SAMPLE_RATE < duration - 0.2]
-        if not cuts:
-            return hi
-        spans = []
-        for _, cut in cuts:  # the language just after and just before each candidate pause
-            t = (cut - seg.start) / SAMPLE_RATE
-            spans += [(t, min(duration, t + 1.5)), (max(0.0, t - 1.5), t)]
-        detect_spans = getattr(self.engine, "detect_spans", None)
-        probs = detect_spans(encoded, self.pair, spans) if detect_spans is not None else \
-            [self.engine.detect(encoded, self.pair, span=span) for span in spans]
         best_cut, best_score = hi, -1.0
-        for k, (f, cut) in enumerate(cuts):
-            score = probs[2 * k].get(new, 0.0) + probs[2 * k + 1].get(old, 0.0) - 0.5 * self._probs[f]
+        for f in candidates:
+            cut = f * FRAME_SAMPLES + FRAME_SAMPLES // 2
+            t = (cut - seg.start) / SAMPLE_RATE
+            if not 0.2 < t < duration - 0.2:
+                continue
+            after = self.engine.detect(encoded, self.pair, span=(t, min(duration, t + 1.5))).get(new, 0.0)
+            before = self.engine.detect(encoded, self.pair, span=(max(0.0, t - 1.5), t)).get(old, 0.0)
+            score = after + before - 0.5 * self._probs[f]
             if score > best_score:
                 best_cut, best_score = cut, score
         return best_cut
