@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import time
 
 import grpc
 import numpy as np
@@ -360,3 +361,64 @@ def test_finals_end_in_pauses_never_mid_segment(stack, eval_dir, stream_id):
             assert reason == asr_pb2.FINAL_REASON_END_OF_SPEECH, (end, reason)
     for lo, hi in gaps:  # and every pause closed a segment
         assert any(lo <= end <= hi for end, _ in ends), f"no final in the pause {lo + tol:.2f}-{hi - tol:.2f} s"
+
+
+# ---- catch-up: a live client ahead of the server -------------------------------------------
+
+CATCH_UP_TOLERANCE = 0.10  # per-segment error rate may exceed the upload's by this much (measured: equal, ja 0.045 / en 0.5)
+
+def _catch_up_steps():
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("asr_catch_up_steps_total") or 0.0
+
+
+def recognize_live(address, pcm, languages, stall=(2.5, 4.5)):
+    """StreamingRecognize at real-time pace in 0.1 s chunks, except that the audio of the
+    `stall` span is held back and arrives at once at its end (a network stall)."""
+    config = session_config(languages, translate=False).recognition
+    step = RATE // 10
+
+    def requests():
+        yield asr_pb2.StreamingRecognizeRequest(config=config)
+        t0 = time.monotonic()
+        for k, i in enumerate(range(0, len(pcm), step)):
+            due = (k + 1) / 10
+            if stall[0] <= due < stall[1]:
+                due = stall[1]  # held back until the stall ends
+            time.sleep(max(0.0, t0 + due - time.monotonic()))
+            yield asr_pb2.StreamingRecognizeRequest(audio_content=pcm[i:i + step].tobytes())
+
+    with grpc.insecure_channel(address) as channel:
+        return list(asr_pb2_grpc.AsrServiceStub(channel).StreamingRecognize(requests(), timeout=300))
+
+
+def _segment_errors(stream, responses):
+    by_ref = attribute(stream["segments"], asr_finals(responses))
+    out = []
+    for i, ref in enumerate(stream["segments"]):
+        hyp = by_ref.get(i, [])
+        ref_tokens = tokens(ref["text"], ref["language"])
+        text = " ".join(x.text for x in hyp)
+        out.append((ref["language"], [x.language_code for x in hyp],
+                    edit_distance(ref_tokens, tokens(text, ref["language"])) / len(ref_tokens)))
+    return out
+
+
+def test_a_live_client_after_a_stall_is_caught_up_without_losing_audio(stack, eval_dir):
+    stream = next(s for s in load_jsonl(eval_dir / "streams.jsonl") if s["id"] == "ja-en_A-B_pause")
+    pcm = read_wav(eval_dir / stream["path"])
+    before = _catch_up_steps()
+    upload = recognize(stack.asr.address, pcm, stream["languages"])  # fast: a file upload is never skipped
+    assert _catch_up_steps() == before
+    live = recognize_live(stack.asr.address, pcm, stream["languages"])
+    skipped = _catch_up_steps() - before
+    show("upload", upload)
+    show("live, 2 s stall", live)
+    errors_upload, errors_live = _segment_errors(stream, upload), _segment_errors(stream, live)
+    print(f"catch-up: {skipped:.0f} steps without interim; per segment (language, finals' languages, error): "
+          f"upload {errors_upload}, live {errors_live}")
+    assert skipped >= 1  # the 2 s burst put the server behind a live client
+    for (language, languages, error), (_, _, error_upload) in zip(errors_live, errors_upload):
+        assert languages and set(languages) == {language}  # every reference segment has its finals, right language
+        assert error <= error_upload + CATCH_UP_TOLERANCE

@@ -105,3 +105,20 @@ def test_interim_quantum_none_keeps_the_engine_default_everywhere():
                                StreamOptions(languages=("en",), padding=None, interim_quantum_s=None))
     run(stream, np.concatenate([speech(2.5), silence(1.5)]))
     assert engine.encodes and all(q is None for _, q in engine.encodes)
+
+
+def test_a_stream_behind_real_time_skips_interims_but_keeps_finals_and_the_forced_cut():
+    engine = FakeEngine()
+    options = StreamOptions(languages=("en", "ja"), padding=None, max_segment_s=4.0)
+    stream = RecognitionStream(engine, LoudnessVad(), options)
+    events = []
+    audio = np.concatenate([speech(9.0), silence(1.5)])
+    for i in range(0, len(audio), 1600):
+        events += stream.feed(audio[i:i + 1600])
+        events += stream.step(interim=False)
+    events += stream.finish()
+    results = [e for e in events if isinstance(e, Result)]
+    assert results and all(r.is_final for r in results)  # no interim result, no interim window
+    assert [r.final_reason for r in results].count("max_duration") >= 2
+    assert results[-1].final_reason == "end_of_speech"
+    assert len(engine.encodes) == len(results) and set(engine.decodes) == {options.beam_size}

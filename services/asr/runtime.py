@@ -12,6 +12,7 @@ from prometheus_client import Counter, Histogram
 
 from services.asr.engine import Ct2WhisperEngine, EngineOptions, Padding, WhisperEngine
 from services.asr.language import HysteresisOptions
+from services.asr.pacing import PacingOptions
 from services.asr.scheduler import InferenceScheduler
 from services.asr.stream import RecognitionStream, StreamOptions
 from services.asr.vad import SileroVad
@@ -40,6 +41,7 @@ class AsrSettings:
     max_batch: int = 8
     inference_threads: int = 1  # scheduler workers in this process (each runs batched engine calls)
     max_stream_seconds: float = 4 * 3600.0  # OUT_OF_RANGE beyond this
+    catch_up_backlog_s: float = 0.5  # live streams skip interim windows while this much audio waits (0 = never)
     beam_size: int = 5
     partial_interval_s: float = 1.0
     min_silence_s: float = 0.6
@@ -80,6 +82,7 @@ class AsrRuntime:
         self._open = 0
         self._lock = threading.Lock()
         s = settings
+        self.pacing = PacingOptions(max_backlog_s=s.catch_up_backlog_s or float("inf"))
         self.stream_defaults = StreamOptions(
             languages=("en",), beam_size=s.beam_size, partial_interval_s=s.partial_interval_s,
             min_silence_s=s.min_silence_s, max_segment_s=s.max_segment_s,

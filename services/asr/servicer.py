@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import queue
+import threading
 import time
 from typing import Iterator
 
@@ -17,6 +19,7 @@ from google.protobuf.duration_pb2 import Duration
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.asr.language import UnsupportedLanguage, canonical_code, whisper_code
+from services.asr.pacing import LivePacing
 from services.asr.runtime import AsrRuntime
 from services.asr.scheduler import SchedulerFull
 from services.asr.stream import Event, LanguageSwitched, Result, SpeechBoundary, StreamOptions
@@ -33,6 +36,8 @@ FINAL_LATENCY = Histogram(
 SWITCHES = Counter("asr_language_switches_total", "Committed language switches.")
 RESULTS = Counter("asr_results_total", "Results sent.", ("kind",))
 AUDIO_SECONDS = Counter("asr_audio_seconds_total", "Audio received, in seconds.")
+CATCH_UP = Counter("asr_catch_up_steps_total",
+                   "Audio slices processed without an interim window because a live client was ahead of the server.")
 
 _FINAL_REASONS = {
     "end_of_speech": asr_pb2.FINAL_REASON_END_OF_SPEECH,
@@ -155,14 +160,32 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
 
     def _run(self, request_iterator, context: grpc.ServicerContext, options: StreamOptions):
         """Feed audio in slices of at most one interim interval, stepping after each slice, so
-        results do not depend on how the client chunks or paces its audio."""
+        results do not depend on how the client chunks its audio. Requests are read by a thread
+        as they arrive; while a live client is ahead of the server, interim windows are skipped
+        (`LivePacing`) so latency stays bounded and every sample still reaches VAD and finals."""
         stream = self.runtime.new_stream(options)
+        pacing = LivePacing(self.runtime.pacing)
+        arrivals: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=_read_requests, args=(request_iterator, arrivals, pacing),
+                                  name="asr-reader", daemon=True)
+        reader.start()
+        try:
+            yield from self._process(stream, pacing, arrivals, context, options)
+        finally:
+            pacing.close()
+
+    def _process(self, stream, pacing: LivePacing, arrivals: queue.Queue, context, options: StreamOptions):
         max_samples = int(self.runtime.settings.max_stream_seconds * 16000)
         slice_samples = max(1600, int(options.partial_interval_s * 16000))
         leftover = b""
         arrived = None
-        for request in request_iterator:
-            arrived = time.perf_counter()
+        while True:
+            item = arrivals.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            request, arrived = item
             if request.WhichOneof("streaming_request") != "audio_content":
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "config may only be sent once, first")
             data = request.audio_content
@@ -178,8 +201,13 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             pcm = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
             AUDIO_SECONDS.inc(len(pcm) / 16000)
             for i in range(0, len(pcm), slice_samples):
-                yield from self._emit(stream.feed(pcm[i : i + slice_samples]), arrived)
-                yield from self._emit(stream.step(), arrived)
+                piece = pcm[i : i + slice_samples]
+                yield from self._emit(stream.feed(piece), arrived)
+                pacing.processed(len(piece) / 16000)
+                behind = pacing.skip_interim()
+                if behind:
+                    CATCH_UP.inc()
+                yield from self._emit(stream.step(interim=not behind), arrived)
         if leftover:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "audio ended on an odd byte: LINEAR16 audio has 2 bytes per sample")
@@ -194,3 +222,16 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             elif isinstance(event, LanguageSwitched):
                 SWITCHES.inc()
             yield to_proto(event)
+
+
+def _read_requests(request_iterator, arrivals: queue.Queue, pacing: LivePacing) -> None:
+    """Reader thread: each request with its arrival time, then None (or the iterator's error)."""
+    try:
+        for request in request_iterator:
+            pacing.received(len(request.audio_content) / 32000)
+            arrivals.put((request, time.perf_counter()))
+            if not pacing.wait_for_room():
+                return
+        arrivals.put(None)
+    except BaseException as exc:  # noqa: BLE001 - a cancelled call ends the processing loop
+        arrivals.put(exc)

@@ -174,8 +174,9 @@ class RecognitionStream:
         self._trim()
         return events
 
-    def step(self) -> list[Event]:
-        """At most one interim window on the open segment, if one is due."""
+    def step(self, interim: bool = True) -> list[Event]:
+        """At most one interim window on the open segment, if one is due (`interim=False`: the
+        caller is behind real time; only the forced cut and the final decoded ahead run)."""
         seg = self._segment
         if seg is None:
             return []
@@ -188,6 +189,8 @@ class RecognitionStream:
             # Speech has probably ended: decode the final now, so it is ready when the silence is confirmed.
             end = min(self.total, silence * FRAME_SAMPLES + int(o.speech_pad_s * SAMPLE_RATE))
             self._draft_final(seg, end, None)
+            return []
+        if not interim:
             return []
         interval = o.partial_interval_s
         load = getattr(self.engine, "load", None)
