@@ -36,6 +36,7 @@ CONFIGS = {
     "ct2": {},
     "ct2-nobatch": {"TANDEM_ASR_BATCHING": "false"},
     "ct2-unprimed": {"TANDEM_ASR_PRIME": "false"},  # without the CPU priming of engine._load_ct2_whisper
+    "ct2-nocatchup": {"TANDEM_ASR_CATCH_UP_TEXT_S": "0", "TANDEM_ASR_CATCH_UP_PROBE_S": "0"},  # every window (pacing.py)
     "ct2-2threads": {"TANDEM_ASR_INFERENCE_THREADS": "2", "TANDEM_ASR_INTRA_THREADS": "1"},
     "ct2-2workers": {"TANDEM_ASR_INTRA_THREADS": "1"},  # with asr_workers=2 (below)
     "torch": {"TANDEM_ASR_ENGINE": "torch"},

@@ -9,7 +9,7 @@ import pytest
 from services.asr.commit import LocalAgreement, join_units, units
 from services.asr.language import (
     HysteresisOptions, SwitchDetector, UnsupportedLanguage, canonical_code, convert_script, restrict_to_pair,
-    script_language, whisper_code,
+    script_contradiction, script_language, whisper_code,
 )
 from services.asr.vad import SegmenterOptions, SpeechSegmenter
 
@@ -70,6 +70,9 @@ def test_hysteresis_needs_consecutive_confident_windows():
     ("えーと", ("ja", "en"), "ja"),
     ("네", ("ko", "en"), "ko"),
     ("ok", ("ja", "en"), "en"),
+    ("ok", ("ja", "es"), "es"),  # Latin: the pair's only Latin-script language
+    ("ok", ("es", "en"), None),  # two Latin-script languages: ambiguous
+    ("ok", ("vi", "en"), "en"),
     ("được", ("vi", "en"), "vi"),
     ("日本", ("ja", "zh"), None),  # Han alone: ambiguous between ja and zh
     ("123", ("ja", "en"), None),
@@ -77,6 +80,19 @@ def test_hysteresis_needs_consecutive_confident_windows():
 ])
 def test_short_text_script_rules(text, pair, expected):
     assert script_language(text, pair) == expected
+
+
+@pytest.mark.parametrize("text, language, pair, expected", [
+    ("See you.", "ja", ("ja", "en"), "en"),  # English words decoded under the ja token
+    ("水をマレーシアから", "en", ("ja", "en"), "ja"),
+    ("水をマレーシアから", "ja", ("ja", "en"), None),
+    ("See you.", "en", ("ja", "en"), None),
+    ("广州市房地产", "en", ("zh", "en"), None),  # Han alone proves nothing (shared with ja)
+    ("Hola amigos", "es", ("es", "en"), None),
+    ("", "ja", ("ja", "en"), None),
+])
+def test_script_contradiction(text, language, pair, expected):
+    assert script_contradiction(text, language, pair) == expected
 
 
 def test_chinese_script_conversion():

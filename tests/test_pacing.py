@@ -6,6 +6,8 @@ import threading
 
 from services.asr.pacing import LivePacing, PacingOptions
 
+OPTIONS = PacingOptions(text_backlog_s=0.5, probe_backlog_s=2.0, file_lead_s=0.5, probation_s=2.0)
+
 
 class Clock:
     def __init__(self) -> None:
@@ -15,54 +17,60 @@ class Clock:
         return self.now
 
 
-def test_live_client_skips_interims_only_while_behind():
-    clock = Clock()
-    pacing = LivePacing(PacingOptions(max_backlog_s=0.5), clock)
-    for _ in range(30):  # 3 s of audio in 0.1 s chunks, sent as it is spoken
+def live_for(pacing, clock, seconds):
+    for _ in range(round(seconds * 10)):  # 0.1 s chunks, sent as they are spoken
         pacing.received(0.1)
         clock.now += 0.1
+
+
+def test_a_live_client_behind_drops_interim_text_then_the_whole_window():
+    clock = Clock()
+    pacing = LivePacing(OPTIONS, clock)
+    live_for(pacing, clock, 3.0)
     assert pacing.live
     pacing.processed(2.6)  # the server is 0.4 s behind
-    assert not pacing.skip_interim()
+    assert pacing.interim_work() == "text"
     pacing.received(0.1)
     pacing.received(0.1)  # 0.6 s behind
-    assert pacing.skip_interim()
-    pacing.processed(0.5)  # caught up
-    assert not pacing.skip_interim()
+    assert pacing.interim_work() == "probe"
+    pacing.received(1.5)  # 2.1 s behind
+    assert pacing.interim_work() == "none"
+    pacing.processed(1.8)  # caught up
+    assert pacing.interim_work() == "text"
 
 
-def test_a_client_ahead_of_real_time_is_never_skipped():
+def test_a_client_ahead_of_real_time_gets_every_window():
     clock = Clock()
-    pacing = LivePacing(PacingOptions(max_backlog_s=0.5, file_lead_s=0.5), clock)
+    pacing = LivePacing(OPTIONS, clock)
     for _ in range(10):  # 1 s of audio at once: a file upload
         pacing.received(0.1)
     clock.now += 2.0
     assert not pacing.live
-    assert not pacing.skip_interim()  # 4 s backlog, but it wants every window
+    assert pacing.interim_work() == "text"  # 1 s backlog, but it wants every window
     clock.now += 60.0  # ... and stays a file upload even when it later slows down
     pacing.received(0.1)
-    assert not pacing.skip_interim()
+    assert pacing.interim_work() == "text"
 
 
 def test_burst_after_a_stall_is_still_live():
     clock = Clock()
-    pacing = LivePacing(PacingOptions(file_lead_s=0.5), clock)
+    pacing = LivePacing(OPTIONS, clock)
     pacing.received(0.1)
     clock.now += 2.0  # network stall, then the delayed audio arrives at once
-    for _ in range(20):
+    for _ in range(15):
         pacing.received(0.1)
-    assert pacing.live and pacing.skip_interim()
+    assert pacing.live and pacing.interim_work() == "probe"
 
 
-def test_nothing_is_skipped_during_probation():
+def test_nothing_is_dropped_during_probation():
     clock = Clock()
-    pacing = LivePacing(PacingOptions(max_backlog_s=0.5, probation_s=2.0), clock)
+    pacing = LivePacing(OPTIONS, clock)
     pacing.received(0.1)
     clock.now += 1.0
-    pacing.received(0.9)  # 0.9 s behind, but the pace is not known yet
-    assert not pacing.skip_interim()
+    pacing.received(0.9)  # 1 s behind, but the pace is not known yet
+    assert pacing.interim_work() == "text"
     clock.now += 1.0
-    assert pacing.skip_interim()
+    assert pacing.interim_work() == "probe"
 
 
 def test_reader_waits_for_room_and_is_released_by_close():

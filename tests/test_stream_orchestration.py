@@ -115,10 +115,25 @@ def test_a_stream_behind_real_time_skips_interims_but_keeps_finals_and_the_force
     audio = np.concatenate([speech(9.0), silence(1.5)])
     for i in range(0, len(audio), 1600):
         events += stream.feed(audio[i:i + 1600])
-        events += stream.step(interim=False)
+        events += stream.step("none")
     events += stream.finish()
     results = [e for e in events if isinstance(e, Result)]
     assert results and all(r.is_final for r in results)  # no interim result, no interim window
     assert [r.final_reason for r in results].count("max_duration") >= 2
     assert results[-1].final_reason == "end_of_speech"
     assert len(engine.encodes) == len(results) and set(engine.decodes) == {options.beam_size}
+
+
+def test_probe_only_windows_vote_and_probe_but_produce_no_interim_text():
+    engine = FakeEngine()
+    stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(languages=("en", "ja"), padding=None))
+    events = []
+    audio = np.concatenate([speech(5.0), silence(1.5)])
+    for i in range(0, len(audio), 1600):
+        events += stream.feed(audio[i:i + 1600])
+        events += stream.step("probe")
+    events += stream.finish()
+    results = [e for e in events if isinstance(e, Result)]
+    assert len(results) == 1 and results[0].is_final
+    assert len(engine.encodes) > 2  # the interim windows ran (language votes, switch probe) ...
+    assert engine.decodes == [StreamOptions.beam_size]  # ... but only the final was decoded

@@ -1,5 +1,6 @@
 """Language policy, pure: BCP-47 <-> Whisper codes, the pair restriction, switch hysteresis,
-short-text resolution by script, and Chinese script conversion.
+short-text resolution by script (and finals whose script contradicts their language), and
+Chinese script conversion.
 
 Nothing here calls a model; the engine hands over Whisper's language probabilities and
 the stream asks these objects what to do with them.
@@ -114,6 +115,11 @@ _HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
 _VI = re.compile(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]", re.IGNORECASE)
 _LATIN = re.compile(r"[A-Za-z]")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+# Whisper languages not written in Latin script (their output never is Latin-only).
+_NON_LATIN = frozenset(
+    "zh yue ja ko ru uk be bg mk sr kk tg mn ba tt ar fa ur ps sd he yi hi mr ne sa bn as pa gu ta te kn ml "
+    "si th lo km my bo ka hy el am".split()
+)
 
 
 def script_language(text: str, pair: tuple[str, ...]) -> str | None:
@@ -127,9 +133,17 @@ def script_language(text: str, pair: tuple[str, ...]) -> str | None:
         return bases["vi"]
     if _HAN.search(text) or _KANA.search(text) or _HANGUL.search(text):
         return None  # Han alone is shared by ja and zh
-    if _LATIN.search(text) and "en" in bases and not _VI.search(text):
-        return bases["en"]
+    if _LATIN.search(text) and not _VI.search(text):
+        latin = [code for base, code in bases.items() if base not in _NON_LATIN and base != "vi"]
+        return latin[0] if len(latin) == 1 else None  # two Latin-script languages: ambiguous
     return None
+
+
+def script_contradiction(text: str, language: str, pair: tuple[str, ...]) -> str | None:
+    """The pair's other language when the text's script proves it was not `language`
+    (Latin-only text decoded under ja, kana under en, ...); None otherwise."""
+    proven = script_language(text, pair) if text else None
+    return proven if proven is not None and proven != language else None
 
 
 @lru_cache(maxsize=4)

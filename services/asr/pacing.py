@@ -1,16 +1,20 @@
-"""Catch-up policy for live streams: when to skip interim windows because the server is behind.
+"""Catch-up policy for live streams: how much interim work to drop while the server is behind.
 
 A stream's audio is received by a reader thread as it arrives and processed in order. When a
 live client (one that sends audio about as fast as it is spoken) gets ahead of the server,
-interim windows are skipped until the backlog is worked off: VAD still sees every sample and
-finals are still decoded, so nothing is lost, but latency stays bounded instead of growing
-with every window the machine cannot afford. A client that has ever been well ahead of real
-time is uploading a file (or a benchmark in fast mode): it wants every window, and its
-results must not depend on the server's speed, so it is never skipped. Nothing is skipped
-in a stream's first `probation_s` of wall time either, while that is still being found out.
+interim work is dropped until the backlog is worked off: first the interim text (a greedy
+decode per window, only for display), then, further behind, the window itself (the encode
+and the language probe that finds switches inside a segment). VAD still sees every sample
+and finals are still decoded, so nothing is lost, and latency stays bounded instead of
+growing with every window the machine cannot afford.
 
-Pure (clock injected); the servicer reports arrivals and processing, the stream asks
-`skip_interim()` before each interim window.
+A client that has ever been well ahead of real time is uploading a file (or a benchmark in
+fast mode): it wants every window, and its results must not depend on the server's speed,
+so nothing is dropped for it. Nothing is dropped in a stream's first `probation_s` of wall
+time either, while that is still being found out.
+
+Pure (clock injected); the servicer reports arrivals and processing and asks
+`interim_work()` before each step.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Callable
+from typing import Callable, Literal
+
+InterimWork = Literal["text", "probe", "none"]  # what an interim step may do (stream.RecognitionStream.step)
 
 
 @dataclasses.dataclass(frozen=True)
 class PacingOptions:
-    max_backlog_s: float = 0.5  # interim windows are skipped while more received audio than this waits
-    file_lead_s: float = 0.5  # a client ever this far ahead of real time is not live: never skip
-    probation_s: float = 2.0  # no skipping before the client has been watched this long
+    text_backlog_s: float = 0.5  # interim text is dropped while more received audio than this waits
+    probe_backlog_s: float = 2.0  # ... and the whole interim window beyond this
+    file_lead_s: float = 0.5  # a client ever this far ahead of real time is not live: nothing dropped
+    probation_s: float = 2.0  # nothing dropped before the client has been watched this long
     max_buffer_s: float = 30.0  # the reader stops reading (gRPC flow control) beyond this much unprocessed audio
 
 
@@ -37,7 +44,7 @@ class LivePacing:
         self._first: float | None = None  # arrival time of the first audio
         self._received_s = 0.0
         self._processed_s = 0.0
-        self._live = True
+        self._ahead = False  # has been ahead of real time: not a live client
         self._closed = False
 
     # ---- reader side -------------------------------------------------------------------
@@ -48,9 +55,9 @@ class LivePacing:
             if self._first is None:
                 self._first = now
             # ahead of real time: more audio before this chunk than time since the first one
+            if self._received_s - (now - self._first) > self.options.file_lead_s:
+                self._ahead = True
             self._received_s += seconds
-            if self._received_s - seconds - (now - self._first) > self.options.file_lead_s:
-                self._live = False
 
     def wait_for_room(self) -> bool:
         """Block the reader while the unprocessed audio exceeds `max_buffer_s`; False once closed."""
@@ -75,8 +82,10 @@ class LivePacing:
     @property
     def live(self) -> bool:
         """Sending at about real-time pace, as far as can be told yet."""
-        return self._live and self._first is not None and self._clock() - self._first >= self.options.probation_s
+        return not self._ahead and self._first is not None and self._clock() - self._first >= self.options.probation_s
 
-    def skip_interim(self) -> bool:
+    def interim_work(self) -> InterimWork:
         with self._cv:
-            return self.live and self.backlog_s() > self.options.max_backlog_s
+            backlog = self.backlog_s() if self.live else 0.0
+        o = self.options
+        return "none" if backlog > o.probe_backlog_s else "probe" if backlog > o.text_backlog_s else "text"

@@ -41,7 +41,10 @@ class AsrSettings:
     max_batch: int = 8
     inference_threads: int = 1  # scheduler workers in this process (each runs batched engine calls)
     max_stream_seconds: float = 4 * 3600.0  # OUT_OF_RANGE beyond this
-    catch_up_backlog_s: float = 0.5  # live streams skip interim windows while this much audio waits (0 = never)
+    # Live streams behind real time: interim text dropped beyond this backlog, the interim window too
+    # beyond the second (0 = never); see pacing.py.
+    catch_up_text_s: float = 0.5
+    catch_up_probe_s: float = 2.0
     beam_size: int = 5
     partial_interval_s: float = 1.0
     min_silence_s: float = 0.6
@@ -82,7 +85,8 @@ class AsrRuntime:
         self._open = 0
         self._lock = threading.Lock()
         s = settings
-        self.pacing = PacingOptions(max_backlog_s=s.catch_up_backlog_s or float("inf"))
+        self.pacing = PacingOptions(text_backlog_s=s.catch_up_text_s or float("inf"),
+                                    probe_backlog_s=s.catch_up_probe_s or float("inf"))
         self.stream_defaults = StreamOptions(
             languages=("en",), beam_size=s.beam_size, partial_interval_s=s.partial_interval_s,
             min_silence_s=s.min_silence_s, max_segment_s=s.max_segment_s,

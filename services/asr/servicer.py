@@ -37,7 +37,8 @@ SWITCHES = Counter("asr_language_switches_total", "Committed language switches."
 RESULTS = Counter("asr_results_total", "Results sent.", ("kind",))
 AUDIO_SECONDS = Counter("asr_audio_seconds_total", "Audio received, in seconds.")
 CATCH_UP = Counter("asr_catch_up_steps_total",
-                   "Audio slices processed without an interim window because a live client was ahead of the server.")
+                   "Audio slices whose interim work was reduced because a live client was ahead of the server.",
+                   ("work",))
 
 _FINAL_REASONS = {
     "end_of_speech": asr_pb2.FINAL_REASON_END_OF_SPEECH,
@@ -161,7 +162,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
     def _run(self, request_iterator, context: grpc.ServicerContext, options: StreamOptions):
         """Feed audio in slices of at most one interim interval, stepping after each slice, so
         results do not depend on how the client chunks its audio. Requests are read by a thread
-        as they arrive; while a live client is ahead of the server, interim windows are skipped
+        as they arrive; while a live client is ahead of the server, interim work is dropped
         (`LivePacing`) so latency stays bounded and every sample still reaches VAD and finals."""
         stream = self.runtime.new_stream(options)
         pacing = LivePacing(self.runtime.pacing)
@@ -204,10 +205,10 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
                 piece = pcm[i : i + slice_samples]
                 yield from self._emit(stream.feed(piece), arrived)
                 pacing.processed(len(piece) / 16000)
-                behind = pacing.skip_interim()
-                if behind:
-                    CATCH_UP.inc()
-                yield from self._emit(stream.step(interim=not behind), arrived)
+                work = pacing.interim_work()
+                if work != "text":
+                    CATCH_UP.labels(work).inc()
+                yield from self._emit(stream.step(work), arrived)
         if leftover:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "audio ended on an odd byte: LINEAR16 audio has 2 bytes per sample")

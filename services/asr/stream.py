@@ -22,9 +22,11 @@ from services.asr import guards
 from services.asr.commit import LocalAgreement, join_units, units
 from services.asr.engine import Decoded, Encoded, Padding, WhisperEngine
 from services.asr.features import SAMPLE_RATE
+from services.asr.pacing import InterimWork
 from services.asr.scheduler import FINAL, INTERIM
 from services.asr.language import (
-    HysteresisOptions, SwitchDetector, best, convert_script, decide_final_language, whisper_code,
+    HysteresisOptions, SwitchDetector, best, convert_script, decide_final_language, script_contradiction,
+    whisper_code,
 )
 from services.asr.vad import FRAME_SAMPLES, SegmenterOptions, SileroVad, SpeechSegmenter
 
@@ -174,9 +176,11 @@ class RecognitionStream:
         self._trim()
         return events
 
-    def step(self, interim: bool = True) -> list[Event]:
-        """At most one interim window on the open segment, if one is due (`interim=False`: the
-        caller is behind real time; only the forced cut and the final decoded ahead run)."""
+    def step(self, work: InterimWork = "text") -> list[Event]:
+        """At most one interim window on the open segment, if one is due. A caller behind real
+        time (`pacing.LivePacing`) asks for less: "probe" runs the window's language votes and
+        switch probe without the interim text; "none" only the forced cut and the final
+        decoded ahead."""
         seg = self._segment
         if seg is None:
             return []
@@ -190,7 +194,7 @@ class RecognitionStream:
             end = min(self.total, silence * FRAME_SAMPLES + int(o.speech_pad_s * SAMPLE_RATE))
             self._draft_final(seg, end, None)
             return []
-        if not interim:
+        if work == "none":
             return []
         interval = o.partial_interval_s
         load = getattr(self.engine, "load", None)
@@ -199,7 +203,7 @@ class RecognitionStream:
         due = self.total - max(seg.last_decode_end, seg.start) >= interval * SAMPLE_RATE
         if not due or self.total - seg.start < o.min_decode_s * SAMPLE_RATE:
             return []
-        return self._interim(seg)
+        return self._interim(seg, text=work == "text")
 
     def finish(self) -> list[Event]:
         """End of the audio: finalize what is open."""
@@ -294,7 +298,7 @@ class RecognitionStream:
             self._next_segment_id += 1
         return seg.segment_id
 
-    def _interim(self, seg: _Segment) -> list[Event]:
+    def _interim(self, seg: _Segment, text: bool = True) -> list[Event]:
         self._set_priority(INTERIM)
         o = self.options
         end = self.total
@@ -321,6 +325,8 @@ class RecognitionStream:
             tail_language, tail_confidence = best(self._detect(encoded, o.switch_probe_s))
             if seg.detector.vote(tail_language, tail_confidence, index=end) and tail_language != seg.language:
                 return self._switch(seg, encoded, tail_language, seg.detector.switch_index or end)
+        if not text:
+            return []
         language = seg.language or language
         # The committed prefix is forced (one parallel pass), so only the tail is generated step by step.
         prefix = join_units(seg.agreement.committed) if o.interim_prefix and seg.language == language else ""
@@ -428,6 +434,10 @@ class RecognitionStream:
             if decision.language != lang:
                 lang = decision.language
                 text = self._guard(self._decode(encoded, lang, "", self._final_beam()))  # same encoder output
+        if not forced and len(self.pair) > 1 and o.short_text_chars:
+            proven = script_contradiction(text, lang, self.pair)
+            if proven is not None:  # e.g. English words decoded under ja: tagged (and translated) as English
+                lang, commit = proven, self.language is None
         seg.draft = _Draft(key, lang, text, float(probs.get(lang, 0.0)), commit, forced is not None)
         return seg.draft
 
