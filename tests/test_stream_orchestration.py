@@ -66,12 +66,12 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * RATE), dtype=np.float32)
 
 
-def run(stream: RecognitionStream, audio: np.ndarray, chunk_s: float = 0.1):
+def run(stream: RecognitionStream, audio: np.ndarray, chunk_s: float = 0.1, work: str = "text"):
     events = []
     step = int(chunk_s * RATE)
     for i in range(0, len(audio), step):
         events += stream.feed(audio[i:i + step])
-        events += stream.step()
+        events += stream.step(work)
     return events + stream.finish()
 
 
@@ -111,12 +111,7 @@ def test_a_stream_behind_real_time_skips_interims_but_keeps_finals_and_the_force
     engine = FakeEngine()
     options = StreamOptions(languages=("en", "ja"), padding=None, max_segment_s=4.0)
     stream = RecognitionStream(engine, LoudnessVad(), options)
-    events = []
-    audio = np.concatenate([speech(9.0), silence(1.5)])
-    for i in range(0, len(audio), 1600):
-        events += stream.feed(audio[i:i + 1600])
-        events += stream.step("none")
-    events += stream.finish()
+    events = run(stream, np.concatenate([speech(9.0), silence(1.5)]), work="none")
     results = [e for e in events if isinstance(e, Result)]
     assert results and all(r.is_final for r in results)  # no interim result, no interim window
     assert [r.final_reason for r in results].count("max_duration") >= 2
@@ -127,12 +122,7 @@ def test_a_stream_behind_real_time_skips_interims_but_keeps_finals_and_the_force
 def test_probe_only_windows_vote_and_probe_but_produce_no_interim_text():
     engine = FakeEngine()
     stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(languages=("en", "ja"), padding=None))
-    events = []
-    audio = np.concatenate([speech(5.0), silence(1.5)])
-    for i in range(0, len(audio), 1600):
-        events += stream.feed(audio[i:i + 1600])
-        events += stream.step("probe")
-    events += stream.finish()
+    events = run(stream, np.concatenate([speech(5.0), silence(1.5)]), work="probe")
     results = [e for e in events if isinstance(e, Result)]
     assert len(results) == 1 and results[0].is_final
     assert len(engine.encodes) > 2  # the interim windows ran (language votes, switch probe) ...
