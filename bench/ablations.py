@@ -31,6 +31,7 @@ ABLATIONS: list[tuple[str, dict[str, str]]] = [
     ("no universal padding", {"TANDEM_ASR_UNIVERSAL_PADDING": "false"}),
     ("no hallucination guards", {"TANDEM_ASR_HALLUCINATION_GUARDS": "false"}),
     ("finals forced to keep the LocalAgreement prefix", {"TANDEM_ASR_COMMIT_PREFIX": "true"}),
+    ("finals padded to 30 s (as offline; not a mechanism)", {"TANDEM_ASR_FINAL_QUANTUM_S": "30"}),
     ("prompt: same-language text (hygiene)", {"TANDEM_ASR_PROMPT_CHARS": "200"}),
     ("prompt: all languages (no hygiene)", {"TANDEM_ASR_PROMPT_CHARS": "200", "TANDEM_ASR_PROMPT_HYGIENE": "false"}),
 ]

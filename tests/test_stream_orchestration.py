@@ -127,3 +127,12 @@ def test_probe_only_windows_vote_and_probe_but_produce_no_interim_text():
     assert len(results) == 1 and results[0].is_final
     assert len(engine.encodes) > 2  # the interim windows ran (language votes, switch probe) ...
     assert engine.decodes == [StreamOptions.beam_size]  # ... but only the final was decoded
+
+
+def test_the_final_uses_the_final_quantum_when_one_is_set():
+    engine = FakeEngine()
+    stream = RecognitionStream(engine, LoudnessVad(),
+                               StreamOptions(languages=("en", "ja"), padding=None, final_quantum_s=30.0))
+    run(stream, np.concatenate([silence(0.5), speech(4.0), silence(1.5)]))
+    assert engine.encodes[-1][1] == 30.0
+    assert all(q != 30.0 for _, q in engine.encodes[:-1])  # interim windows keep theirs

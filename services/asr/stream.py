@@ -57,6 +57,9 @@ class StreamOptions:
     # the engine's quantum). Longer windows keep the engine's: the probe reads their trailing
     # encoder frames, and on short-padded windows it located switches seconds late (measured).
     interim_quantum_s: float | None = 2.0
+    # The final's mel padding quantum (None: the engine's 10 s). 30 s is what Whisper was trained on
+    # and the offline ceiling uses: closer to it, at 3-5x the final's encoder time.
+    final_quantum_s: float | None = None
     hallucination_guards: bool = True
     commit_prefix: bool = False  # the final is forced to keep the text LocalAgreement committed
     interim_prefix: bool = True  # interim windows force the committed text and only decode the rest
@@ -413,7 +416,7 @@ class RecognitionStream:
             seg.draft = None
             return None
         o = self.options
-        encoded = self._encode(audio)
+        encoded = self._encode(audio, o.final_quantum_s)
         probs = self._detect(encoded)
         forced = language or (seg.language if seg.opened_by_switch else None)
         if forced:
