@@ -122,11 +122,14 @@ def test_a_stream_behind_real_time_skips_interims_but_keeps_finals_and_the_force
 def test_probe_only_windows_vote_and_probe_but_produce_no_interim_text():
     engine = FakeEngine()
     stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(languages=("en", "ja"), padding=None))
-    events = run(stream, np.concatenate([speech(5.0), silence(1.5)]), work="probe")
+    events = run(stream, np.concatenate([speech(11.0), silence(1.5)]), work="probe")
     results = [e for e in events if isinstance(e, Result)]
     assert len(results) == 1 and results[0].is_final
     assert len(engine.encodes) > 2  # the interim windows ran (language votes, switch probe) ...
     assert engine.decodes == [StreamOptions.beam_size]  # ... but only the final was decoded
+    # ... on the segment's tail only: one 10 s mel each, however long the segment
+    assert max(secs for secs, _ in engine.encodes[:-1]) <= StreamOptions.probe_window_s
+    assert engine.encodes[-1][0] > 11.0  # the final covers the whole segment
 
 
 def test_the_final_uses_the_final_quantum_when_one_is_set():

@@ -49,6 +49,10 @@ class StreamOptions:
     hysteresis: HysteresisOptions = HysteresisOptions()  # windows=1, threshold=0 switches it off
     switch_probe: bool = True  # probe the trailing seconds for a switch inside a segment
     switch_probe_s: float = 2.0
+    # Probe-only windows (a caller behind real time, see step) encode at most this much of the
+    # segment's tail: one 10 s mel, however long the segment (the whole segment is re-encoded
+    # only for interim text).
+    probe_window_s: float = 8.0
     short_text_chars: int = 6  # finals shorter than this are judged by script (0 = off)
     vad_flush: bool = True  # finals at VAD silences (off: only switches / max length cut)
     padding: Padding | None = None  # universal padding clip (None = off)
@@ -306,7 +310,8 @@ class RecognitionStream:
         o = self.options
         end = self.total
         probing = o.switch_probe and len(self.pair) > 1 and end - seg.start >= (o.switch_probe_s + 1.0) * SAMPLE_RATE
-        encoded = self._encode(self._window(seg.start, end), None if probing else o.interim_quantum_s)
+        start = seg.start if text else max(seg.start, end - int(o.probe_window_s * SAMPLE_RATE))
+        encoded = self._encode(self._window(start, end), None if probing else o.interim_quantum_s)
         seg.last_decode_end = end
         probs = self._detect(encoded)
         language, confidence = best(probs)
@@ -327,7 +332,7 @@ class RecognitionStream:
         if probing:
             tail_language, tail_confidence = best(self._detect(encoded, o.switch_probe_s))
             if seg.detector.vote(tail_language, tail_confidence, index=end) and tail_language != seg.language:
-                return self._switch(seg, encoded, tail_language, seg.detector.switch_index or end)
+                return self._switch(seg, encoded, start, tail_language, seg.detector.switch_index or end)
         if not text:
             return []
         language = seg.language or language
@@ -356,17 +361,19 @@ class RecognitionStream:
         frame = f_lo + int(np.argmin(window))
         return frame * FRAME_SAMPLES + FRAME_SAMPLES // 2
 
-    def _switch(self, seg: _Segment, encoded: Encoded, new_language: str, first_vote_end: int) -> list[Event]:
+    def _switch(self, seg: _Segment, encoded: Encoded, window_start: int, new_language: str,
+                first_vote_end: int) -> list[Event]:
         """Confirmed switch: close the old-language segment where the new language began, open a new one."""
         old = seg.language or new_language
-        cut = self._locate_switch(seg, encoded, old, new_language, first_vote_end)
+        cut = self._locate_switch(seg, encoded, window_start, old, new_language, first_vote_end)
         events = self._finalize(cut, "language_switch", language=old)
         events.append(LanguageSwitched(old, new_language, cut / SAMPLE_RATE))
         self.language = new_language
         self._open(cut, new_language, fixed=True)
         return events
 
-    def _locate_switch(self, seg: _Segment, encoded: Encoded, old: str, new: str, first_vote_end: int) -> int:
+    def _locate_switch(self, seg: _Segment, encoded: Encoded, window_start: int, old: str, new: str,
+                       first_vote_end: int) -> int:
         """The pause where the language changed: among the quietest VAD frames before the first
         vote for `new`, the one with the old language just before it and the new one just after,
         judged on slices of the window's encoder output (no extra encode)."""
@@ -385,7 +392,7 @@ class RecognitionStream:
         best_cut, best_score = hi, -1.0
         for f in candidates:
             cut = f * FRAME_SAMPLES + FRAME_SAMPLES // 2
-            t = (cut - seg.start) / SAMPLE_RATE
+            t = (cut - window_start) / SAMPLE_RATE
             if not 0.2 < t < duration - 0.2:
                 continue
             after = self.engine.detect(encoded, self.pair, span=(t, min(duration, t + 1.5))).get(new, 0.0)
