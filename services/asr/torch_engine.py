@@ -21,6 +21,11 @@ outputs can differ on uncertain short clips while greedy output matches CTransla
 also counts forced prefix/padding tokens, so guard thresholds on it read differently when a
 prefix or universal padding is forced.
 
+Thread safety: openai-whisper's decoding installs its key/value-cache hooks on the shared
+decoder modules, so a language detection (a decoder step, run inline by each stream) during
+another stream's decode would corrupt that decode's cache. Decoder calls therefore hold one
+lock.
+
 Device and dtype come from `EngineOptions`: on CPU always float32 (CTranslate2's int8 has no
 counterpart here); on CUDA float16 unless compute_type is "float32" (or "bfloat16").
 """
@@ -28,6 +33,7 @@ counterpart here); on CUDA float16 unless compute_type is "float32" (or "bfloat1
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +125,7 @@ class TorchWhisperEngine:
         self.n_mels = self.model.dims.n_mels
         self.tokenizer = get_tokenizer(self.model.is_multilingual, num_languages=self.model.num_languages)
         self._task_class = _decoding_task_class()
+        self._decoder_lock = threading.Lock()  # see the module docstring
 
     # -- encoder ---------------------------------------------------------------------------
 
@@ -184,7 +191,7 @@ class TorchWhisperEngine:
         if codes is None:
             codes = list(self.tokenizer.all_language_codes)
         ids = [self.tokenizer.to_language_token(code) for code in codes]
-        with torch.inference_mode():
+        with torch.inference_mode(), self._decoder_lock:
             tokens = torch.tensor([[self.tokenizer.sot]], device=output.device)
             logits = self.model.logits(tokens, output)[0, -1].float()
             mask = torch.full_like(logits, float("-inf"))
@@ -239,7 +246,7 @@ class TorchWhisperEngine:
             fp16=self.dtype == torch.float16,
         )
         task = self._task_class(self.model, options, tuple(initial))
-        with torch.inference_mode():
+        with torch.inference_mode(), self._decoder_lock:
             result = task.run(encoded.output)[0]
         text = tokenizer.decode([*prefix_ids, *result.tokens])
         return Decoded(
