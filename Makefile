@@ -35,10 +35,11 @@ models: $(VENV)/.installed
 demo: setup
 	$(VENV)/bin/tandem demo $(if $(FILE),$(FILE)) $(if $(LANGUAGES),--languages $(LANGUAGES))
 
-# Everything on the default (CTranslate2) engine, then the end-to-end suite on the torch engine.
+# Everything on the default (CTranslate2) engine, then the ASR integration suites (end to end,
+# bilingual mechanisms) on the torch engine.
 test: setup venv-torch
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
-	TANDEM_ASR_ENGINE=torch $(PY) -m pytest -ra tests/test_pipeline.py $(PYTEST_ARGS)
+	TANDEM_ASR_ENGINE=torch $(PY) -m pytest -ra tests/test_pipeline.py tests/test_bilingual_integration.py $(PYTEST_ARGS)
 
 test-unit: venv protos
 	$(PY) -m pytest -ra -m "not integration" $(PYTEST_ARGS)
