@@ -108,17 +108,22 @@ def asr_with_prompt(model_dir):
     running.stop(1.0)
 
 
-def recognize(address, pcm, languages, phrases=None):
-    """One StreamingRecognize call, audio sent as fast as possible (the servicer steps through it
-    in interim-interval slices, so results match a real-time run)."""
+def recognize(address, pcm, languages, phrases=None, chunk=RATE, due=None):
+    """One StreamingRecognize call. By default the audio is sent as fast as possible, in 1 s
+    chunks (a file upload: the servicer steps through it in interim-interval slices, so results
+    match a real-time run); `due(k)` is the second after the first request at which chunk k
+    leaves."""
     config = session_config(languages, translate=False).recognition
     for code, items in (phrases or {}).items():
         config.phrase_lists.append(asr_pb2.PhraseList(language_code=code, phrases=items))
 
     def requests():
         yield asr_pb2.StreamingRecognizeRequest(config=config)
-        for i in range(0, len(pcm), RATE):
-            yield asr_pb2.StreamingRecognizeRequest(audio_content=pcm[i:i + RATE].tobytes())
+        t0 = time.monotonic()
+        for k, i in enumerate(range(0, len(pcm), chunk)):
+            if due is not None:
+                time.sleep(max(0.0, t0 + due(k) - time.monotonic()))
+            yield asr_pb2.StreamingRecognizeRequest(audio_content=pcm[i:i + chunk].tobytes())
 
     with grpc.insecure_channel(address) as channel:
         return list(asr_pb2_grpc.AsrServiceStub(channel).StreamingRecognize(requests(), timeout=300))
@@ -379,33 +384,18 @@ def _catch_up_steps():
 def recognize_live(address, pcm, languages, stall=(2.0, 5.0)):
     """StreamingRecognize at real-time pace in 0.1 s chunks, except that the audio of the
     `stall` span is held back and arrives at once at its end (a network stall)."""
-    config = session_config(languages, translate=False).recognition
-    step = RATE // 10
+    def due(k):
+        spoken = (k + 1) / 10
+        return stall[1] if stall[0] <= spoken < stall[1] else spoken
 
-    def requests():
-        yield asr_pb2.StreamingRecognizeRequest(config=config)
-        t0 = time.monotonic()
-        for k, i in enumerate(range(0, len(pcm), step)):
-            due = (k + 1) / 10
-            if stall[0] <= due < stall[1]:
-                due = stall[1]  # held back until the stall ends
-            time.sleep(max(0.0, t0 + due - time.monotonic()))
-            yield asr_pb2.StreamingRecognizeRequest(audio_content=pcm[i:i + step].tobytes())
-
-    with grpc.insecure_channel(address) as channel:
-        return list(asr_pb2_grpc.AsrServiceStub(channel).StreamingRecognize(requests(), timeout=300))
+    return recognize(address, pcm, languages, chunk=RATE // 10, due=due)
 
 
 def _segment_errors(stream, responses):
     by_ref = attribute(stream["segments"], asr_finals(responses))
-    out = []
-    for i, ref in enumerate(stream["segments"]):
-        hyp = by_ref.get(i, [])
-        ref_tokens = tokens(ref["text"], ref["language"])
-        text = " ".join(x.text for x in hyp)
-        out.append((ref["language"], [x.language_code for x in hyp],
-                    edit_distance(ref_tokens, tokens(text, ref["language"])) / len(ref_tokens)))
-    return out
+    return [(ref["language"], [x.language_code for x in by_ref.get(i, [])],
+             error_rate(ref["text"], " ".join(x.text for x in by_ref.get(i, [])), ref["language"]))
+            for i, ref in enumerate(stream["segments"])]
 
 
 def test_a_live_client_after_a_stall_catches_up_without_losing_audio(stack, eval_dir):
