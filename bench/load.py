@@ -3,8 +3,9 @@
     python -m bench.load [--manifest streams.jsonl] [--steps 1,2,3,4,6,8] [--configs ct2,ct2-nobatch]
                          [--quick] [--out reports]
 
-Every session streams a code-switched stream at real-time pace (staggered starts, translation
-on). Per N: end of speech → final latency p50/p95 over all sessions, the ASR's real-time
+Every session streams code-switched streams at real-time pace, one after another
+(`--streams-per-session`, so each step rests on enough finals for a p95; staggered starts,
+translation on). Per N: end of speech → final latency p50/p95 over all sessions, the ASR's real-time
 factor (inference seconds / audio seconds, from its Prometheus endpoint) and the CPU used by
 the three service processes. Reports the largest N whose p95 stays within --bound (1.5 s).
 Stops stepping after two steps over the bound. Loopback only; bounded by --max-seconds.
@@ -37,6 +38,10 @@ CONFIGS = {
     "ct2-nobatch": {"TANDEM_ASR_BATCHING": "false"},
     "ct2-unprimed": {"TANDEM_ASR_PRIME": "false"},  # without the CPU priming of engine._load_ct2_whisper
     "ct2-nocatchup": {"TANDEM_ASR_CATCH_UP_TEXT_S": "0", "TANDEM_ASR_CATCH_UP_PROBE_S": "0"},  # every window (pacing.py)
+    "ct2-duty": {"TANDEM_ASR_INTERIM_DUTY": "0.5"},  # interim windows rest half the time (pacing.py)
+    "ct2-nopauseinterims": {"TANDEM_ASR_INTERIM_IN_PAUSES": "false"},  # no interim windows in pauses (stream.py)
+    "ct2-lean": {"TANDEM_ASR_INTERIM_DUTY": "0.5", "TANDEM_ASR_INTERIM_IN_PAUSES": "false"},  # both
+    "ct2-greedy": {"TANDEM_ASR_BEAM_SIZE": "1"},  # greedy finals
     "ct2-2threads": {"TANDEM_ASR_INFERENCE_THREADS": "2", "TANDEM_ASR_INTRA_THREADS": "1"},
     "ct2-2workers": {"TANDEM_ASR_INTRA_THREADS": "1"},  # with asr_workers=2 (below)
     "torch": {"TANDEM_ASR_ENGINE": "torch"},
@@ -70,14 +75,18 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK
 
 
-def step(target: str, entries, n: int, metrics_port: int, pids: list[int], rng: random.Random) -> dict:
+def step(target: str, entries, n: int, metrics_port: int, pids: list[int], rng: random.Random,
+         per_session: int = 3) -> dict:
     before, cpu0, t0 = scrape(metrics_port), cpu_seconds(pids), time.monotonic()
-    traces: list = [None] * n
+    traces: list = [None] * (n * per_session)
+    delays = [rng.uniform(0, 1.0) for _ in range(n)]
 
-    def one(i: int) -> None:
-        time.sleep(rng.uniform(0, 1.0))
+    def one(i: int) -> None:  # session i plays streams i*per_session ... one after another
+        time.sleep(delays[i])
         with grpc.insecure_channel(target) as channel:
-            traces[i] = runner.run(channel, entries[i % len(entries)], realtime=True)
+            for j in range(per_session):
+                k = i * per_session + j
+                traces[k] = runner.run(channel, entries[k % len(entries)], realtime=True)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
@@ -86,21 +95,27 @@ def step(target: str, entries, n: int, metrics_port: int, pids: list[int], rng: 
         t.join()
     wall = time.monotonic() - t0
     after, cpu1 = scrape(metrics_port), cpu_seconds(pids)
-    latencies = [v for tr in traces for _, v in metrics.final_latencies(tr.entry, metrics.finals_of(tr.responses))]
+    per_final = [(tr.entry.id, i, v) for tr in traces for i, v in metrics.final_latencies(tr.entry, metrics.finals_of(tr.responses))]
+    summary = metrics.summarize(traces)  # the same measures as `make eval`, under this load
     audio = after["asr_audio_seconds_total"] - before["asr_audio_seconds_total"]
     return {
         "streams": n,
-        "final_latency_s": metrics.percentiles(latencies),
+        "finals": len(per_final),
+        "final_latency_s": summary["final_latency_s"],
+        "first_result_latency_s": summary["first_result_latency_s"],
+        "error_rate": summary["error_rate"],
+        "language_attribution": summary["language_attribution"],
         "real_time_factor": (after["asr_inference_seconds_sum"] - before["asr_inference_seconds_sum"]) / audio
         if audio else None,
         "cpu_cores_used": (cpu1 - cpu0) / wall,
         "errors": [tr.error for tr in traces if tr.error],
+        "per_final": [{"entry": e, "segment": i, "latency_s": round(v, 3)} for e, i, v in per_final],
         "wall_s": round(wall, 2),
     }
 
 
 def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float, label: str = "tandem",
-             env: dict[str, str] | None = None, log=sys.stderr) -> dict:
+             env: dict[str, str] | None = None, log=sys.stderr, per_session: int = 3) -> dict:
     entries = [e for e in manifest_mod.load(manifest) if e.is_stream]
     entries.sort(key=lambda e: -e.duration_s)
     metrics_port = free_port()
@@ -114,10 +129,11 @@ def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float,
             if time.monotonic() - started > max_seconds:
                 print(f"load: time budget of {max_seconds:.0f} s spent; stopping before N={n}", file=log)
                 break
-            row = {"label": label, **step(stack.session_address, entries, n, metrics_port, pids, rng)}
+            row = {"label": label, **step(stack.session_address, entries, n, metrics_port, pids, rng, per_session)}
             rows.append(row)
             fl = row["final_latency_s"]
-            print(f"load: N={n}: final p50 {fl['p50']:.2f} s p95 {fl['p95']:.2f} s, RTF {row['real_time_factor']:.2f}, "
+            print(f"load: N={n}: {row['finals']} finals, final p50 {_num(fl['p50'])} s p95 {_num(fl['p95'])} s, "
+                  f"attribution {_num(row['language_attribution'], 3)}, RTF {row['real_time_factor']:.2f}, "
                   f"CPU {row['cpu_cores_used']:.2f} cores{', errors ' + str(row['errors']) if row['errors'] else ''}",
                   file=log, flush=True)
             over = over + 1 if (fl["p95"] is None or fl["p95"] > bound or row["errors"]) else 0
@@ -128,12 +144,20 @@ def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float,
     return {"label": label, "bound_s": bound, "steps": rows, "max_streams_within_bound": max(ok) if ok else 0}
 
 
+def _num(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
 def markdown(results: list[dict]) -> str:
-    lines = ["| config | N | final p50 (s) | final p95 (s) | ASR RTF | CPU cores | errors |", "|---|---|---|---|---|---|---|"]
+    lines = ["| config | N | finals | final p50 (s) | final p95 (s) | first result p50 (s) | WER/CER | attribution "
+             "| ASR RTF | CPU cores | errors |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         for r in res["steps"]:
-            fl = r["final_latency_s"]
-            lines.append(f"| {res['label']} | {r['streams']} | {fl['p50']:.2f} | {fl['p95']:.2f} | "
+            fl, fr = r["final_latency_s"], r.get("first_result_latency_s") or {}
+            rates = " ".join(f"{lang} {rate:.3f}" for lang, rate in (r.get("error_rate") or {}).items())
+            attribution = r.get("language_attribution")
+            lines.append(f"| {res['label']} | {r['streams']} | {r.get('finals', '')} | {_num(fl['p50'])} | "
+                         f"{_num(fl['p95'])} | {_num(fr.get('p50'))} | {rates} | {_num(attribution, 3)} | "
                          f"{r['real_time_factor']:.2f} | {r['cpu_cores_used']:.2f} | {len(r['errors'])} |")
     lines.append("")
     lines += [f"- {res['label']}: max concurrent real-time streams with p95 ≤ {res['bound_s']} s: "
@@ -151,7 +175,9 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", default="ct2,ct2-nobatch,torch", help=f"comma-separated, of {sorted(CONFIGS)}")
     parser.add_argument("--peers", type=Path, default=Path("reports/peers.json"),
                         help="peer results to show beside ours (from `make peers`), if present")
-    parser.add_argument("--quick", action="store_true", help="N = 1, 2 only (smoke test)")
+    parser.add_argument("--streams-per-session", type=int, default=3,
+                        help="code-switched streams each session plays in turn (more finals per step)")
+    parser.add_argument("--quick", action="store_true", help="N = 1, 2 only, one stream per session (smoke test)")
     parser.add_argument("--out", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     steps = [1, 2] if args.quick else [int(x) for x in args.steps.split(",")]
@@ -159,7 +185,8 @@ def main(argv=None) -> int:
     for name in args.configs.split(","):
         if name not in CONFIGS:
             parser.error(f"unknown config {name!r}; choose from {sorted(CONFIGS)}")
-        results.append(run_load(args.manifest, steps, args.bound, args.max_seconds, label=name, env=CONFIGS[name]))
+        results.append(run_load(args.manifest, steps, args.bound, args.max_seconds, label=name, env=CONFIGS[name],
+                                per_session=1 if args.quick else args.streams_per_session))
     args.out.mkdir(parents=True, exist_ok=True)
     peers = json.loads(args.peers.read_text()).get("peers", {}) if args.peers.exists() else {}
     (args.out / "load.json").write_text(json.dumps({"results": results, "peers": peers}, indent=2) + "\n")

@@ -28,7 +28,7 @@ def test_eval_quick_writes_report_and_timelines(stack, eval_dir, tmp_path):
 
 
 def test_load_quick_reports_a_capacity(eval_dir, tmp_path):
-    result = bench_load.run_load(eval_dir / "streams.jsonl", steps=[1], bound=1.5, max_seconds=120)
+    result = bench_load.run_load(eval_dir / "streams.jsonl", steps=[1], bound=1.5, max_seconds=120, per_session=1)
     step = result["steps"][0]
     assert step["streams"] == 1 and not step["errors"]
     assert step["final_latency_s"]["n"] >= 2 and step["real_time_factor"] > 0
