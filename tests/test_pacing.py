@@ -90,3 +90,44 @@ def test_reader_waits_for_room_and_is_released_by_close():
     pacing.close()
     reader.join(2)
     assert results == [True, False]
+
+
+def test_a_live_stream_rests_between_interim_windows_for_its_duty_cycle():
+    clock = Clock()
+    pacing = LivePacing(PacingOptions(interim_duty=0.5, probation_s=2.0), clock)
+    live_for(pacing, clock, 3.0)
+    pacing.processed(3.0)
+    assert pacing.interim_work() == "text"
+    pacing.worked(0.8)  # a window took 0.8 s: at most half the time, so no window for 0.8 s
+    clock.now += 0.7
+    assert pacing.resting and pacing.interim_work() == "none"
+    clock.now += 0.2
+    assert not pacing.resting and pacing.interim_work() == "text"
+
+
+def test_uploads_and_duty_one_never_rest():
+    clock = Clock()
+    upload = LivePacing(PacingOptions(interim_duty=0.5), clock)
+    for _ in range(10):  # 5 s of audio at once: a file upload, not live
+        upload.received(0.5)
+    upload.processed(5.0)
+    clock.now += 3.0
+    upload.worked(2.0)
+    assert upload.interim_work() == "text"
+    clock = Clock()
+    unlimited = LivePacing(PacingOptions(interim_duty=1.0), clock)
+    live_for(unlimited, clock, 3.0)
+    unlimited.processed(3.0)
+    unlimited.worked(2.0)
+    assert unlimited.interim_work() == "text"
+
+
+def test_a_suspected_switch_skips_the_rest_but_not_the_catch_up():
+    clock = Clock()
+    pacing = LivePacing(PacingOptions(interim_duty=0.5), clock)
+    live_for(pacing, clock, 3.0)
+    pacing.processed(3.0)
+    pacing.worked(1.0)
+    assert pacing.interim_work() == "none" and pacing.interim_work(urgent=True) == "text"
+    pacing.received(2.5)  # 2.5 s behind
+    assert pacing.interim_work(urgent=True) == "none"

@@ -139,3 +139,56 @@ def test_the_final_uses_the_final_quantum_when_one_is_set():
     run(stream, np.concatenate([silence(0.5), speech(4.0), silence(1.5)]))
     assert engine.encodes[-1][1] == 30.0
     assert all(q != 30.0 for _, q in engine.encodes[:-1])  # interim windows keep theirs
+
+
+def test_no_interim_window_runs_while_vad_hears_a_pause():
+    audio = np.concatenate([speech(1.6), silence(0.8), speech(1.6), silence(1.5)])  # pause from 1.6 s to 2.4 s
+    options = StreamOptions(languages=("en", "ja"), padding=None, min_silence_s=1.0, speculate_after_s=0.9)
+    ends = {}
+    for in_pauses in (False, True):
+        engine = FakeEngine()
+        run(RecognitionStream(engine, LoudnessVad(), dataclasses.replace(options, interim_in_pauses=in_pauses)), audio)
+        ends[in_pauses] = [secs for secs, _ in engine.encodes[:-1]]
+    assert not [t for t in ends[False] if 1.7 <= t <= 2.4], ends  # deferred to when speech resumes ...
+    assert [t for t in ends[False] if 2.4 < t <= 2.6], ends
+    assert [t for t in ends[True] if 1.7 <= t <= 2.4], ends  # ... where it would otherwise have run
+
+
+class TailSaysJapanese(FakeEngine):
+    """The whole window is English; its trailing seconds (the switch probe) sound Japanese."""
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        if last_seconds is None and span is None:
+            return super().detect(encoded, pair)
+        return {"ja": 0.95, "en": 0.05}
+
+
+def test_a_switch_is_suspected_between_the_first_probe_vote_and_its_confirmation():
+    stream = RecognitionStream(TailSaysJapanese(), LoudnessVad(),
+                               StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
+    suspected, switched = [], False
+    for chunk in np.split(speech(8.0), 80):
+        stream.feed(chunk)
+        switched = switched or any(getattr(e, "to_language", None) == "ja" for e in stream.step())
+        suspected.append(stream.switch_suspected)
+    first = suspected.index(True)
+    assert first >= 29  # the probe needs 3 s of segment (chunk 29 ends at 3.0 s)
+    assert switched and not suspected[-1]  # confirmed by the next probe: a new segment, nothing pending
+
+
+class SaysItInEachLanguage(FakeEngine):
+    def decode(self, encoded, language, *, prompt="", prefix="", beam_size=1):
+        super().decode(encoded, language, beam_size=beam_size)
+        text = "hello world" if language == "en" else "こんにちは世界です"
+        return Decoded(text, language, no_speech_prob=0.01, avg_logprob=-0.2, token_count=3)
+
+
+def test_a_long_segment_without_interim_votes_takes_its_own_confident_language():
+    """Every interim window dropped (a live stream far behind): the whole segment's detection
+    (English, 0.95) is the only vote and decides; a short one keeps the committed language."""
+    for seconds, expected in ((3.0, "en"), (1.0, "ja")):
+        stream = RecognitionStream(SaysItInEachLanguage(), LoudnessVad(),
+                                   StreamOptions(languages=("en", "ja"), initial_language="ja", padding=None))
+        events = run(stream, np.concatenate([speech(seconds), silence(1.5)]), work="none")
+        finals = [e for e in events if isinstance(e, Result) and e.is_final]
+        assert [f.language for f in finals] == [expected], (seconds, finals)

@@ -13,7 +13,15 @@ fast mode): it wants every window, and its results must not depend on the server
 so nothing is dropped for it. Nothing is dropped in a stream's first `probation_s` of wall
 time either, while that is still being found out.
 
-Pure (clock injected); the servicer reports arrivals and processing and asks
+A live stream also rests between interim windows so they take at most `interim_duty` of its
+wall time: after a step that ran the model for c seconds (queue wait included, so the rest
+grows with the load of other streams), no interim window for c·(1/duty − 1) seconds. On a
+machine where a window is cheap this changes nothing (the window interval is longer than the
+rest); where it is dear, the interval stretches before a backlog builds, and finals decoded in
+a pause do not wait behind interim windows. A suspected switch (one probe has voted for the
+other language) is not kept waiting: its confirming probe skips the rest.
+
+Pure (clock injected); the servicer reports arrivals, processing and model time, and asks
 `interim_work()` before each step.
 """
 
@@ -34,6 +42,14 @@ class PacingOptions:
     file_lead_s: float = 0.5  # a client ever this far ahead of real time is not live: nothing dropped
     probation_s: float = 2.0  # nothing dropped before the client has been watched this long
     max_buffer_s: float = 30.0  # the reader stops reading (gRPC flow control) beyond this much unprocessed audio
+    # A live stream's interim windows take at most this share of its wall time (1 = no rest, the
+    # default: at 0.5 the sparser switch probes missed a ja/en stream's in-segment switches live).
+    interim_duty: float = 1.0
+
+
+    def __post_init__(self) -> None:
+        if not 0 < self.interim_duty <= 1:
+            raise ValueError(f"interim_duty must be in (0, 1], got {self.interim_duty}")
 
 
 class LivePacing:
@@ -45,6 +61,7 @@ class LivePacing:
         self._received_s = 0.0
         self._processed_s = 0.0
         self._ahead = False  # has been ahead of real time: not a live client
+        self._rest_until = float("-inf")  # no interim window before this (duty cycle)
         self._closed = False
 
     # ---- reader side -------------------------------------------------------------------
@@ -71,6 +88,13 @@ class LivePacing:
             self._processed_s += seconds
             self._cv.notify_all()
 
+    def worked(self, seconds: float) -> None:
+        """A step just ran the model for `seconds` of wall time (queue wait included)."""
+        with self._cv:
+            duty = self.options.interim_duty
+            if duty < 1:
+                self._rest_until = self._clock() + seconds * (1 / duty - 1)
+
     def close(self) -> None:
         with self._cv:
             self._closed = True
@@ -84,8 +108,17 @@ class LivePacing:
         """Sending at about real-time pace, as far as can be told yet."""
         return not self._ahead and self._first is not None and self._clock() - self._first >= self.options.probation_s
 
-    def interim_work(self) -> InterimWork:
+    @property
+    def resting(self) -> bool:
+        """A live stream's interim windows are resting (duty cycle)."""
+        return self.live and self._clock() < self._rest_until
+
+    def interim_work(self, urgent: bool = False) -> InterimWork:
+        """What the next step may do. `urgent` (a switch is suspected and its confirming probe is
+        due) skips the rest, not the catch-up."""
         with self._cv:
-            backlog = self.backlog_s() if self.live else 0.0
+            live = self.live
+            backlog = self.backlog_s() if live else 0.0
+            resting = not urgent and live and self._clock() < self._rest_until  # (the property, under the lock)
         o = self.options
-        return "none" if backlog > o.probe_backlog_s else "probe" if backlog > o.text_backlog_s else "text"
+        return "none" if resting or backlog > o.probe_backlog_s else "probe" if backlog > o.text_backlog_s else "text"

@@ -45,9 +45,11 @@ class AsrSettings:
     # beyond the second (0 = never); see pacing.py.
     catch_up_text_s: float = 0.5
     catch_up_probe_s: float = 2.0
+    interim_duty: float = 1.0  # a live stream's interim windows take at most this share of its time (1 = no rest)
     beam_size: int = 5
     partial_interval_s: float = 1.0
     min_silence_s: float = 0.6
+    interim_in_pauses: bool = True  # false: no interim windows while VAD hears a pause (stream.StreamOptions)
     max_segment_s: float = 15.0
     # Bilingual mechanisms (README, "How a stream is recognised"); each can be switched off.
     pair_constraint: bool = True
@@ -87,10 +89,11 @@ class AsrRuntime:
         self._lock = threading.Lock()
         s = settings
         self.pacing = PacingOptions(text_backlog_s=s.catch_up_text_s or float("inf"),
-                                    probe_backlog_s=s.catch_up_probe_s or float("inf"))
+                                    probe_backlog_s=s.catch_up_probe_s or float("inf"),
+                                    interim_duty=s.interim_duty)
         self.stream_defaults = StreamOptions(
             languages=("en",), beam_size=s.beam_size, partial_interval_s=s.partial_interval_s,
-            min_silence_s=s.min_silence_s, max_segment_s=s.max_segment_s,
+            min_silence_s=s.min_silence_s, max_segment_s=s.max_segment_s, interim_in_pauses=s.interim_in_pauses,
             pair_constraint=s.pair_constraint,
             hysteresis=HysteresisOptions(windows=s.hysteresis_windows, threshold=s.hysteresis_threshold),
             switch_probe=s.switch_probe, short_text_chars=s.short_text_chars, vad_flush=s.vad_flush,

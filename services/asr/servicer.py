@@ -37,8 +37,8 @@ SWITCHES = Counter("asr_language_switches_total", "Committed language switches."
 RESULTS = Counter("asr_results_total", "Results sent.", ("kind",))
 AUDIO_SECONDS = Counter("asr_audio_seconds_total", "Audio received, in seconds.")
 CATCH_UP = Counter("asr_catch_up_steps_total",
-                   "Audio slices whose interim work was reduced because a live client was ahead of the server.",
-                   ("work",))
+                   "Audio slices of a live client with reduced interim work: 'probe' or 'none' while it is "
+                   "ahead of the server, 'rest' between windows (duty cycle).", ("work",))
 
 _FINAL_REASONS = {
     "end_of_speech": asr_pb2.FINAL_REASON_END_OF_SPEECH,
@@ -205,10 +205,14 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
                 piece = pcm[i : i + slice_samples]
                 yield from self._emit(stream.feed(piece), arrived)
                 pacing.processed(len(piece) / 16000)
-                work = pacing.interim_work()
+                work = pacing.interim_work(urgent=stream.switch_suspected)
                 if work != "text":
-                    CATCH_UP.labels(work).inc()
-                yield from self._emit(stream.step(work), arrived)
+                    CATCH_UP.labels("rest" if work == "none" and pacing.resting else work).inc()
+                windows, started = stream.stats.windows, time.perf_counter()
+                events = stream.step(work)
+                if stream.stats.windows != windows:
+                    pacing.worked(time.perf_counter() - started)
+                yield from self._emit(events, arrived)
         if leftover:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "audio ended on an odd byte: LINEAR16 audio has 2 bytes per sample")
