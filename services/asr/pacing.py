@@ -46,7 +46,6 @@ class PacingOptions:
     # default: at 0.5 the sparser switch probes missed a ja/en stream's in-segment switches live).
     interim_duty: float = 1.0
 
-
     def __post_init__(self) -> None:
         if not 0 < self.interim_duty <= 1:
             raise ValueError(f"interim_duty must be in (0, 1], got {self.interim_duty}")
@@ -111,14 +110,14 @@ class LivePacing:
     @property
     def resting(self) -> bool:
         """A live stream's interim windows are resting (duty cycle)."""
-        return self.live and self._clock() < self._rest_until
+        with self._cv:
+            return self.live and self._clock() < self._rest_until
 
     def interim_work(self, urgent: bool = False) -> InterimWork:
         """What the next step may do. `urgent` (a switch is suspected and its confirming probe is
         due) skips the rest, not the catch-up."""
+        resting = not urgent and self.resting
         with self._cv:
-            live = self.live
-            backlog = self.backlog_s() if live else 0.0
-            resting = not urgent and live and self._clock() < self._rest_until  # (the property, under the lock)
+            backlog = self.backlog_s() if self.live else 0.0
         o = self.options
         return "none" if resting or backlog > o.probe_backlog_s else "probe" if backlog > o.text_backlog_s else "text"
