@@ -41,6 +41,7 @@ CONFIGS = {
     "ct2-duty": {"TANDEM_ASR_INTERIM_DUTY": "0.5"},  # interim windows rest half the time (pacing.py)
     "ct2-nopauseinterims": {"TANDEM_ASR_INTERIM_IN_PAUSES": "false"},  # no interim windows in pauses (stream.py)
     "ct2-lean": {"TANDEM_ASR_INTERIM_DUTY": "0.5", "TANDEM_ASR_INTERIM_IN_PAUSES": "false"},  # both
+    "ct2-noscan": {"TANDEM_ASR_FINAL_SWITCH_SCAN": "off"},  # no switch scan at finals (stream.py)
     "ct2-greedy": {"TANDEM_ASR_BEAM_SIZE": "1"},  # greedy finals
     "ct2-2threads": {"TANDEM_ASR_INFERENCE_THREADS": "2", "TANDEM_ASR_INTRA_THREADS": "1"},
     "ct2-2workers": {"TANDEM_ASR_INTRA_THREADS": "1"},  # with asr_workers=2 (below)
@@ -136,6 +137,13 @@ def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float,
                   f"attribution {_num(row['language_attribution'], 3)}, RTF {row['real_time_factor']:.2f}, "
                   f"CPU {row['cpu_cores_used']:.2f} cores{', errors ' + str(row['errors']) if row['errors'] else ''}",
                   file=log, flush=True)
+            if row["errors"]:  # the services' own account of the failure, beside the figures
+                for service in stack.services:
+                    tail = [line for line in service.stderr_tail(200).splitlines()
+                            if "ERROR" in line or "Traceback" in line or line.startswith((" ", "\t"))
+                            or "Error" in line]
+                    if tail:
+                        print(f"load: {service.name} log:\n" + "\n".join(tail[-40:]), file=log, flush=True)
             over = over + 1 if (fl["p95"] is None or fl["p95"] > bound or row["errors"]) else 0
             if over >= 2:
                 break

@@ -99,3 +99,11 @@ def test_chinese_script_conversion():
     assert convert_script("廣州市", "zh-Hans") == "广州市"
     assert convert_script("广州市", "zh-Hant") == "廣州市"
     assert convert_script("hello", "en") == "hello"
+
+
+def test_an_unknown_final_switch_scan_setting_is_refused_at_start_up():
+    from services.asr.runtime import AsrRuntime, AsrSettings
+
+    with pytest.raises(ValueError, match="TANDEM_ASR_FINAL_SWITCH_SCAN"):
+        AsrRuntime(AsrSettings(final_switch_scan="sometimes"))
+    assert AsrRuntime(AsrSettings()).stream_defaults.final_switch_scan == "missed"

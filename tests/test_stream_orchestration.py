@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 
 from services.asr.engine import Decoded
-from services.asr.stream import RecognitionStream, Result, StreamOptions
+from services.asr.stream import LanguageSwitched, RecognitionStream, Result, StreamOptions
 from services.asr.vad import FRAME_SAMPLES
 
 RATE = 16000
@@ -192,3 +192,80 @@ def test_a_long_segment_without_interim_votes_takes_its_own_confident_language()
         events = run(stream, np.concatenate([speech(seconds), silence(1.5)]), work="none")
         finals = [e for e in events if isinstance(e, Result) and e.is_final]
         assert [f.language for f in finals] == [expected], (seconds, finals)
+
+
+def tone(seconds: float, hz: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+@dataclasses.dataclass
+class HeardEncoded(FakeEncoded):
+    audio: np.ndarray = None
+
+
+class HearsPitch(SaysItInEachLanguage):
+    """English is a 220 Hz tone, Japanese a 440 Hz one: every window, probe and slice is judged
+    on the audio it covers (zero crossings), as Whisper judges the frames it is given."""
+
+    def encode(self, audio, padding=None, quantum_s=None):
+        super().encode(audio, padding, quantum_s)
+        return HeardEncoded(len(audio) / RATE, quantum_s, None, audio)
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        if span is None:
+            span = (0.0 if last_seconds is None else max(0.0, encoded.duration_s - last_seconds), encoded.duration_s)
+        piece = encoded.audio[int(span[0] * RATE):int(span[1] * RATE)]
+        if len(piece) < 2 or np.abs(piece).max() < 0.05:
+            return {"en": 0.5, "ja": 0.5}
+        hz = np.count_nonzero(np.diff(np.signbit(piece))) / 2 / (len(piece) / RATE)
+        en = float(np.clip((440 - hz) / 220, 0.02, 0.98))
+        return {"en": en, "ja": 1 - en}
+
+
+def test_a_switch_the_dropped_probes_missed_splits_the_final_where_it_happened():
+    """A live stream far behind (every interim window dropped) speaks 5 s of English, breathes,
+    and goes on 5 s in Japanese: the final's scan finds the switch, locates it at the breath and
+    sends two finals, each in its language, with the switch between them. Off, one final."""
+    audio = np.concatenate([silence(0.3), tone(5.0, 220), silence(0.15), tone(5.0, 440), silence(1.5)])
+    options = StreamOptions(languages=("en", "ja"), initial_language="en", padding=None)
+    stream = RecognitionStream(HearsPitch(), LoudnessVad(), options)
+    events = run(stream, audio, work="none")
+    finals = [e for e in events if isinstance(e, Result) and e.is_final]
+    switches = [e for e in events if isinstance(e, LanguageSwitched)]
+    assert [(f.language, f.final_reason) for f in finals] == [("en", "language_switch"), ("ja", "end_of_speech")]
+    assert [(s.from_language, s.to_language) for s in switches] == [("en", "ja")]
+    assert abs(switches[0].offset_s - 5.37) <= 0.2, switches  # the breath, 5.30-5.45 s
+    assert finals[0].end_s == finals[1].start_s == switches[0].offset_s
+    assert finals[1].segment_id == finals[0].segment_id + 1
+
+    off = RecognitionStream(HearsPitch(), LoudnessVad(), dataclasses.replace(options, final_switch_scan="off"))
+    finals = [e for e in run(off, audio, work="none") if isinstance(e, Result) and e.is_final]
+    assert len(finals) == 1
+
+
+class LiveProbesHearOnlyEnglish(HearsPitch):
+    """Live probes (trailing seconds of a window) always hear English; slices hear the audio."""
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        if last_seconds is not None:
+            return {"en": 0.95, "ja": 0.05}
+        return super().detect(encoded, pair, span=span)
+
+
+def test_the_final_scan_leaves_one_language_segments_and_by_default_live_probed_ones_alone():
+    options = StreamOptions(languages=("en", "ja"), initial_language="en", padding=None)
+    engine = HearsPitch()
+    events = run(RecognitionStream(engine, LoudnessVad(), options),
+                 np.concatenate([tone(10.0, 220), silence(1.5)]), work="none")
+    assert [e.language for e in events if isinstance(e, Result) and e.is_final] == ["en"]
+    assert len(engine.encodes) == 1  # no split, no second encode
+
+    # Every live probe ran (and heard no switch): "missed" trusts them, "always" scans anyway.
+    audio = np.concatenate([tone(5.0, 220), silence(0.15), tone(5.0, 440), silence(1.5)])
+    languages = {}
+    for scan in ("missed", "always"):
+        stream = RecognitionStream(LiveProbesHearOnlyEnglish(), LoudnessVad(),
+                                   dataclasses.replace(options, final_switch_scan=scan))
+        languages[scan] = [e.language for e in run(stream, audio, work="probe") if isinstance(e, Result) and e.is_final]
+    assert languages == {"missed": ["en"], "always": ["en", "ja"]}

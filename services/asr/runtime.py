@@ -56,6 +56,7 @@ class AsrSettings:
     hysteresis_windows: int = 2
     hysteresis_threshold: float = 0.75
     switch_probe: bool = True
+    final_switch_scan: str = "missed"  # "missed" | "always" | "off" (stream.StreamOptions)
     short_text_chars: int = 6
     vad_flush: bool = True
     universal_padding: bool = True
@@ -88,6 +89,8 @@ class AsrRuntime:
         self._open = 0
         self._lock = threading.Lock()
         s = settings
+        if s.final_switch_scan not in ("missed", "always", "off"):
+            raise ValueError(f"TANDEM_ASR_FINAL_SWITCH_SCAN must be 'missed', 'always' or 'off', not {s.final_switch_scan!r}")
         self.pacing = PacingOptions(text_backlog_s=s.catch_up_text_s or float("inf"),
                                     probe_backlog_s=s.catch_up_probe_s or float("inf"),
                                     interim_duty=s.interim_duty)
@@ -96,7 +99,7 @@ class AsrRuntime:
             min_silence_s=s.min_silence_s, max_segment_s=s.max_segment_s, interim_in_pauses=s.interim_in_pauses,
             pair_constraint=s.pair_constraint,
             hysteresis=HysteresisOptions(windows=s.hysteresis_windows, threshold=s.hysteresis_threshold),
-            switch_probe=s.switch_probe, short_text_chars=s.short_text_chars, vad_flush=s.vad_flush,
+            switch_probe=s.switch_probe, final_switch_scan=s.final_switch_scan, short_text_chars=s.short_text_chars, vad_flush=s.vad_flush,
             padding=load_padding() if s.universal_padding else None, padding_cutoff_s=s.padding_cutoff_s,
             interim_quantum_s=s.interim_quantum_s or None, final_quantum_s=s.final_quantum_s or None,
             hallucination_guards=s.hallucination_guards, commit_prefix=s.commit_prefix,

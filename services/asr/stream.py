@@ -56,6 +56,11 @@ class StreamOptions:
     hysteresis: HysteresisOptions = HysteresisOptions()  # windows=1, threshold=0 switches it off
     switch_probe: bool = True  # probe the trailing seconds for a switch inside a segment
     switch_probe_s: float = 2.0
+    # A segment of at least 2 probe spans that most live probes skipped (windows dropped by catch-up or
+    # the duty cycle) is scanned at its final: the switch probe replayed on 2 s slices of the final's
+    # encoder output, 1 s apart; a confirmed switch splits the final there. "missed" (default): only
+    # such segments; "always": every long-enough segment; "off".
+    final_switch_scan: str = "missed"
     # Probe-only windows (a caller behind real time, see step) encode at most this much of the
     # segment's tail: one 10 s mel, however long the segment (the whole segment is re-encoded
     # only for interim text).
@@ -119,6 +124,7 @@ class _Draft:
     confidence: float
     commit: bool  # whether the stream's committed language becomes `language`
     forced: bool  # the language was fixed by a confirmed switch
+    split: tuple[int, str, str] | None = None  # (cut sample, old, new): a switch the final's scan found
 
 
 @dataclasses.dataclass
@@ -130,6 +136,7 @@ class _Segment:
     agreement: LocalAgreement
     detector: SwitchDetector
     votes: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # interim whole-window LID
+    probes: int = 0  # live switch probes run on this segment
     segment_id: int | None = None
     revision: int = 0
     last_decode_end: int = 0
@@ -349,6 +356,7 @@ class RecognitionStream:
                     seg.detector.reset(language)
         seg.confidence = probs.get(seg.language, 0.0) if seg.language else confidence
         if probing:
+            seg.probes += 1
             if seg.detector.committed is None:  # anchored on the segment's language, not on the first probe
                 seg.detector.reset(seg.language)
             tail_language, tail_confidence = best(self._detect(encoded, o.switch_probe_s))
@@ -387,11 +395,39 @@ class RecognitionStream:
         """Confirmed switch: close the old-language segment where the new language began, open a new one."""
         old = seg.language or new_language
         cut = self._locate_switch(seg, encoded, window_start, old, new_language, first_vote_end)
+        return self._cut_at_switch(cut, old, new_language)
+
+    def _cut_at_switch(self, cut: int, old: str, new: str) -> list[Event]:
+        """Finalize the open segment at `cut` in `old`; open the next one there, fixed to `new`."""
         events = self._finalize(cut, "language_switch", language=old)
-        events.append(LanguageSwitched(old, new_language, cut / SAMPLE_RATE))
-        self.language = new_language
-        self._open(cut, new_language, fixed=True)
+        events.append(LanguageSwitched(old, new, cut / SAMPLE_RATE))
+        self.language = new
+        self._open(cut, new, fixed=True)
         return events
+
+    def _scan_for_switch(self, seg: _Segment, encoded: Encoded, old: str) -> tuple[int, str, str] | None:
+        """The switch probe replayed on the final's encoder output, for a segment whose live probes
+        were mostly skipped: 2 s slices 1 s apart voting into a fresh `SwitchDetector` anchored on
+        `old`; a confirmed switch is located as a live one is. Returns (cut, old, new) or None."""
+        o = self.options
+        if o.final_switch_scan == "off" or not o.switch_probe or len(self.pair) < 2:
+            return None
+        duration = encoded.duration_s
+        if duration < 2 * o.switch_probe_s + 0.5:
+            return None
+        probe_span = duration - o.switch_probe_s - 1.0  # where live windows can probe
+        if o.final_switch_scan == "missed" and seg.probes * o.partial_interval_s >= 0.5 * probe_span:
+            return None  # the live probes covered it
+        detector = SwitchDetector(old, o.hysteresis)
+        t = 0.0
+        while t + o.switch_probe_s <= duration + 1e-6:
+            end = seg.start + int((t + o.switch_probe_s) * SAMPLE_RATE)
+            language, confidence = best(self.engine.detect(encoded, self.pair, span=(t, t + o.switch_probe_s)))
+            if detector.vote(language, confidence, index=end) and language != old:
+                cut = self._locate_switch(seg, encoded, seg.start, old, language, detector.switch_index or end)
+                return (cut, old, language) if seg.start < cut < seg.start + int(duration * SAMPLE_RATE) else None
+            t += 1.0
+        return None
 
     def _locate_switch(self, seg: _Segment, encoded: Encoded, window_start: int, old: str, new: str,
                        first_vote_end: int) -> int:
@@ -430,6 +466,8 @@ class RecognitionStream:
         cut = self._quietest(seg.start + span * 2 // 3, self.total - FRAME_SAMPLES)
         language = seg.language if seg.language_fixed else None
         events = self._finalize(cut, "max_duration")
+        if any(isinstance(e, LanguageSwitched) for e in events):  # the final's scan split it
+            language = self.language
         self._open(cut, language or self.language, fixed=language is not None)
         return events
 
@@ -447,6 +485,11 @@ class RecognitionStream:
         encoded = self._encode(audio, o.final_quantum_s)
         probs = self._detect(encoded)
         forced = language or (seg.language if seg.opened_by_switch else None)
+        if language is None:
+            split = self._scan_for_switch(seg, encoded, forced or seg.language or best(probs)[0])
+            if split is not None:  # the final is decoded per part, when the cut is made (_finalize)
+                seg.draft = _Draft(key, split[1], "", 0.0, False, False, split)
+                return seg.draft
         if forced:
             lang = forced
         elif seg.language_fixed and probs.get(seg.language, 0.0) >= o.keep_locked_above:
@@ -481,9 +524,12 @@ class RecognitionStream:
     def _finalize(self, end: int, reason: str, language: str | None = None) -> list[Event]:
         seg = self._segment
         assert seg is not None
+        draft = self._draft_final(seg, end, language)
+        if draft is not None and draft.split is not None:  # a switch the live probes missed
+            cut, old, new = draft.split
+            return self._cut_at_switch(cut, old, new) + self._finalize(end, reason)
         self._segment = None
         self._last_segment_end = end
-        draft = self._draft_final(seg, end, language)
         events: list[Event] = []
         if draft is None or (not draft.text and seg.segment_id is None):
             return events
