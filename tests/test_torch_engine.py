@@ -355,6 +355,27 @@ def test_padding_span_and_detect_all_match_ct2(engines: dict, clips: list[dict])
 
 
 @pytest.mark.integration
+def test_batched_span_detection_matches_one_detection_per_span(engines: dict, clips: list[dict]) -> None:
+    """detect_spans (locating a switch, the final's scan) batches equal-length spans into one
+    decoder step; each span's probabilities are those of its own detect call."""
+    from services.asr.engine import Padding
+
+    by_id = {clip["id"]: clip for clip in clips}
+    audio = by_id["ja_voxtype_1"]["audio"][: 8 * 16000]
+    padding = Padding(by_id["en_pocketsphinx_2"]["audio"], "He was not an ill-disposed young man.")
+    spans = [(0.0, 2.0), (1.0, 3.0), (2.5, 4.0), (4.0, 5.5), (5.0, 8.0), (0.3, 0.4)]
+    for name in ("ct2", "torch"):
+        engine = engines[name]
+        for encoded, cut in ((engine.encode(audio), spans), (engine.encode(audio[:32000], padding), spans[:2])):
+            batched = engine.detect_spans(encoded, ("ja", "en"), cut)
+            single = [engine.detect(encoded, ("ja", "en"), span=span) for span in cut]
+            assert len(batched) == len(cut)
+            for got, want in zip(batched, single):
+                assert set(got) == {"ja", "en"} and abs(got["ja"] - want["ja"]) < 1e-3, (name, got, want)
+        assert engine.detect_spans(encoded, ("en",), spans) == [{"en": 1.0}] * len(spans)
+
+
+@pytest.mark.integration
 def test_detection_during_another_streams_decode_is_safe(engines: dict, clips: list[dict]) -> None:
     """Streams detect inline while the scheduler decodes another stream's window: openai-whisper's
     kv-cache hooks on the shared decoder must not see the detection (it failed under load)."""

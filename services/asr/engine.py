@@ -82,6 +82,9 @@ class WhisperEngine(Protocol):
         self, encoded: Encoded, language: str, *, prompt: str = "", prefix: str = "", beam_size: int = 1
     ) -> Decoded: ...
 
+    # Optional: detect_spans(encoded, pair, spans) -> [detect(encoded, pair, span=s) for s in spans],
+    # batched (both engines have it; RecognitionStream falls back to one detect per span).
+
 
 def load_tokenizer(path: Path):
     """Whisper's tokenizer.json, repaired: the packaged base model's file lacks GPT-2's first
@@ -127,6 +130,13 @@ def _load_ct2_whisper(ctranslate2, model_dir: Path, options: EngineOptions):
     )
     del primer
     return model
+
+
+def span_frames(encoded, span: tuple[float, float]) -> tuple[int, int]:
+    """Encoder frame range of `span` (seconds into the audio, after any universal padding)."""
+    pad_s = encoded.padding.duration_s if encoded.padding else 0.0
+    start = int((pad_s + span[0]) * FRAMES_PER_SECOND)
+    return start, max(start + 1, int((pad_s + span[1]) * FRAMES_PER_SECOND))
 
 
 @dataclasses.dataclass
@@ -187,18 +197,32 @@ class Ct2WhisperEngine:
     def detect_all(self, encoded: _Ct2Encoded, last_seconds: float | None = None,
                    span: tuple[float, float] | None = None) -> dict[str, float]:
         """Unrestricted language-token probabilities by Whisper code (the ablation without the pair)."""
-        pad_s = encoded.padding.duration_s if encoded.padding else 0.0
         if span is None:
             start_s = 0.0 if last_seconds is None else max(0.0, encoded.duration_s - last_seconds)
             span = (start_s, encoded.duration_s)
         output = encoded.output
-        if pad_s or span != (0.0, encoded.duration_s):
-            start = int((pad_s + span[0]) * FRAMES_PER_SECOND)
-            end = max(start + 1, int((pad_s + span[1]) * FRAMES_PER_SECOND))
+        if encoded.padding or span != (0.0, encoded.duration_s):
+            start, end = span_frames(encoded, span)
             array = np.asarray(output)  # CPU storage; a GPU engine slices on the device
             output = self._ct2.StorageView.from_array(np.ascontiguousarray(array[:, start:end]))
         ranked = self.model.detect_language(output)[0]
         return {token.strip("<|>"): p for token, p in ranked}
+
+    def detect_spans(self, encoded: _Ct2Encoded, pair: tuple[str, ...],
+                     spans: list[tuple[float, float]]) -> list[dict[str, float]]:
+        """`detect` on several spans of one encoder output; spans of equal frame count run as
+        one batched decoder step (locating a switch compares 16 of them)."""
+        if len(pair) == 1:
+            return [{pair[0]: 1.0} for _ in spans]
+        array = np.asarray(encoded.output)
+        frames = [span_frames(encoded, span) for span in spans]
+        out: list[dict[str, float]] = [{} for _ in spans]
+        for length in sorted({end - start for start, end in frames}):
+            group = [k for k, (start, end) in enumerate(frames) if end - start == length]
+            batch = np.ascontiguousarray(np.concatenate([array[:, frames[k][0]:frames[k][1]] for k in group]))
+            for k, ranked in zip(group, self.model.detect_language(self._ct2.StorageView.from_array(batch))):
+                out[k] = restrict_to_pair({token.strip("<|>"): p for token, p in ranked}, pair)
+        return out
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids

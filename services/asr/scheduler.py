@@ -154,3 +154,6 @@ class StreamEngine:
     def detect_all(self, encoded, last_seconds=None, span=None):
         return self.scheduler.engine.detect_all(encoded, last_seconds, span)
 
+    def detect_spans(self, encoded, pair, spans):
+        return self.scheduler.engine.detect_spans(encoded, pair, spans)
+

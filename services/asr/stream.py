@@ -276,6 +276,14 @@ class RecognitionStream:
             mapped[winner] = probs[winner]  # an outside language may win
         return mapped
 
+    def _detect_spans(self, encoded: Encoded, spans: list[tuple[float, float]]) -> list[dict[str, float]]:
+        """Pair-restricted language probabilities of several spans of one encoder output (batched
+        where the engine can)."""
+        batched = getattr(self.engine, "detect_spans", None)
+        if batched is not None:
+            return batched(encoded, self.pair, spans)
+        return [self.engine.detect(encoded, self.pair, span=span) for span in spans]
+
     def _decode(self, encoded: Encoded, language: str, prefix: str = "", beam: int = 1) -> Decoded:
         decoded = self._timed(self.engine.decode, encoded, language, prompt=self._prompt(language),
                               prefix=prefix, beam_size=beam)
@@ -419,14 +427,14 @@ class RecognitionStream:
         if o.final_switch_scan == "missed" and seg.probes * o.partial_interval_s >= 0.5 * probe_span:
             return None  # the live probes covered it
         detector = SwitchDetector(old, o.hysteresis)
-        t = 0.0
-        while t + o.switch_probe_s <= duration + 1e-6:
-            end = seg.start + int((t + o.switch_probe_s) * SAMPLE_RATE)
-            language, confidence = best(self.engine.detect(encoded, self.pair, span=(t, t + o.switch_probe_s)))
+        starts = np.arange(0.0, duration - o.switch_probe_s + 1e-6, 1.0)
+        spans = [(float(t), float(t) + o.switch_probe_s) for t in starts]
+        for (_, span_end), probs in zip(spans, self._detect_spans(encoded, spans)):  # one batch
+            end = seg.start + int(span_end * SAMPLE_RATE)
+            language, confidence = best(probs)
             if detector.vote(language, confidence, index=end) and language != old:
                 cut = self._locate_switch(seg, encoded, seg.start, old, language, detector.switch_index or end)
                 return (cut, old, language) if seg.start < cut < seg.start + int(duration * SAMPLE_RATE) else None
-            t += 1.0
         return None
 
     def _locate_switch(self, seg: _Segment, encoded: Encoded, window_start: int, old: str, new: str,
@@ -446,15 +454,14 @@ class RecognitionStream:
             if len(candidates) == 8:
                 break
         duration = encoded.duration_s
+        cuts = [(f, f * FRAME_SAMPLES + FRAME_SAMPLES // 2) for f in candidates]
+        cuts = [(f, cut, (cut - window_start) / SAMPLE_RATE) for f, cut in cuts]
+        cuts = [(f, cut, t) for f, cut, t in cuts if 0.2 < t < duration - 0.2]
+        spans = [span for _, _, t in cuts for span in ((t, min(duration, t + 1.5)), (max(0.0, t - 1.5), t))]
+        probs = self._detect_spans(encoded, spans)  # after and before each candidate, in one batch
         best_cut, best_score = hi, -1.0
-        for f in candidates:
-            cut = f * FRAME_SAMPLES + FRAME_SAMPLES // 2
-            t = (cut - window_start) / SAMPLE_RATE
-            if not 0.2 < t < duration - 0.2:
-                continue
-            after = self.engine.detect(encoded, self.pair, span=(t, min(duration, t + 1.5))).get(new, 0.0)
-            before = self.engine.detect(encoded, self.pair, span=(max(0.0, t - 1.5), t)).get(old, 0.0)
-            score = after + before - 0.5 * self._probs[f]
+        for k, (f, cut, _) in enumerate(cuts):
+            score = probs[2 * k].get(new, 0.0) + probs[2 * k + 1].get(old, 0.0) - 0.5 * self._probs[f]
             if score > best_score:
                 best_cut, best_score = cut, score
         return best_cut

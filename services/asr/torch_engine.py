@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from services.asr.engine import _NO_SPACE_SCRIPT, FRAMES_PER_SECOND, Decoded, EngineOptions, Padding, padded_frames
+from services.asr.engine import _NO_SPACE_SCRIPT, Decoded, EngineOptions, Padding, padded_frames, span_frames
 from services.asr.features import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, log_mel_spectrogram
 from services.asr.language import restrict_to_pair, whisper_code
 
@@ -174,30 +174,45 @@ class TorchWhisperEngine:
         return self._language_probs(encoded, None, last_seconds, span)
 
     def _frames(self, encoded: _TorchEncoded, last_seconds: float | None, span: tuple[float, float] | None):
-        pad_s = encoded.padding.duration_s if encoded.padding else 0.0
         if span is None:
             start_s = 0.0 if last_seconds is None else max(0.0, encoded.duration_s - last_seconds)
             span = (start_s, encoded.duration_s)
         output = encoded.output
-        if pad_s or span != (0.0, encoded.duration_s):  # as Ct2WhisperEngine.detect_all
-            start = int((pad_s + span[0]) * FRAMES_PER_SECOND)
-            end = max(start + 1, int((pad_s + span[1]) * FRAMES_PER_SECOND))
+        if encoded.padding or span != (0.0, encoded.duration_s):  # as Ct2WhisperEngine.detect_all
+            start, end = span_frames(encoded, span)
             output = output[:, start:end]
         return output
 
+    def detect_spans(self, encoded: _TorchEncoded, pair: tuple[str, ...],
+                     spans: list[tuple[float, float]]) -> list[dict[str, float]]:
+        """`detect` on several spans of one encoder output; equal-length spans in one batch."""
+        if len(pair) == 1:
+            return [{pair[0]: 1.0} for _ in spans]
+        codes = sorted({whisper_code(code) for code in pair})
+        frames = [span_frames(encoded, span) for span in spans]
+        out: list[dict[str, float]] = [{} for _ in spans]
+        for length in sorted({end - start for start, end in frames}):
+            group = [k for k, (start, end) in enumerate(frames) if end - start == length]
+            batch = self._torch.cat([encoded.output[:, frames[k][0]:frames[k][1]] for k in group])
+            for k, probs in zip(group, self._language_probs_batch(batch, codes)):
+                out[k] = restrict_to_pair(probs, pair)
+        return out
+
     def _language_probs(self, encoded: _TorchEncoded, codes: list[str] | None, last_seconds, span) -> dict[str, float]:
-        torch = self._torch
-        output = self._frames(encoded, last_seconds, span)
         if codes is None:
             codes = list(self.tokenizer.all_language_codes)
+        return self._language_probs_batch(self._frames(encoded, last_seconds, span), codes)[0]
+
+    def _language_probs_batch(self, output, codes: list[str]) -> list[dict[str, float]]:
+        torch = self._torch
         ids = [self.tokenizer.to_language_token(code) for code in codes]
         with torch.inference_mode(), self._decoder_lock:
-            tokens = torch.tensor([[self.tokenizer.sot]], device=output.device)
-            logits = self.model.logits(tokens, output)[0, -1].float()
+            tokens = torch.full((output.shape[0], 1), self.tokenizer.sot, device=output.device)
+            logits = self.model.logits(tokens, output)[:, -1].float()
             mask = torch.full_like(logits, float("-inf"))
-            mask[ids] = 0.0  # LogitFilter-style: only these language tokens may appear
-            probs = (logits + mask).softmax(dim=-1)[ids].tolist()
-        return dict(zip(codes, probs))
+            mask[:, ids] = 0.0  # LogitFilter-style: only these language tokens may appear
+            probs = (logits + mask).softmax(dim=-1)[:, ids].tolist()
+        return [dict(zip(codes, row)) for row in probs]
 
     # -- decoding --------------------------------------------------------------------------
 
