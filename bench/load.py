@@ -41,6 +41,7 @@ CONFIGS = {
     "ct2-duty": {"TANDEM_ASR_INTERIM_DUTY": "0.5"},  # interim windows rest half the time (pacing.py)
     "ct2-nopauseinterims": {"TANDEM_ASR_INTERIM_IN_PAUSES": "false"},  # no interim windows in pauses (stream.py)
     "ct2-lean": {"TANDEM_ASR_INTERIM_DUTY": "0.5", "TANDEM_ASR_INTERIM_IN_PAUSES": "false"},  # both
+    "ct2-norecheck": {"TANDEM_ASR_PROBE_RECHECK_ABOVE": "0"},  # unsure probes not re-checked (stream.py)
     "ct2-noscan": {"TANDEM_ASR_FINAL_SWITCH_SCAN": "off"},  # no switch scan at finals (stream.py)
     "ct2-greedy": {"TANDEM_ASR_BEAM_SIZE": "1"},  # greedy finals
     "ct2-2threads": {"TANDEM_ASR_INFERENCE_THREADS": "2", "TANDEM_ASR_INTRA_THREADS": "1"},

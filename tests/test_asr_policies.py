@@ -101,9 +101,12 @@ def test_chinese_script_conversion():
     assert convert_script("hello", "en") == "hello"
 
 
-def test_an_unknown_final_switch_scan_setting_is_refused_at_start_up():
+def test_out_of_range_switch_scan_and_probe_settings_are_refused_at_start_up():
     from services.asr.runtime import AsrRuntime, AsrSettings
 
     with pytest.raises(ValueError, match="TANDEM_ASR_FINAL_SWITCH_SCAN"):
         AsrRuntime(AsrSettings(final_switch_scan="sometimes"))
-    assert AsrRuntime(AsrSettings()).stream_defaults.final_switch_scan == "missed"
+    with pytest.raises(ValueError, match="TANDEM_ASR_PROBE_RECHECK_ABOVE"):
+        AsrRuntime(AsrSettings(probe_recheck_above=1.5))
+    defaults = AsrRuntime(AsrSettings()).stream_defaults
+    assert (defaults.final_switch_scan, defaults.probe_recheck_above) == ("missed", 0.2)

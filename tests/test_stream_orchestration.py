@@ -269,3 +269,39 @@ def test_the_final_scan_leaves_one_language_segments_and_by_default_live_probed_
                                    dataclasses.replace(options, final_switch_scan=scan))
         languages[scan] = [e.language for e in run(stream, audio, work="probe") if isinstance(e, Result) and e.is_final]
     assert languages == {"missed": ["en"], "always": ["en", "ja"]}
+
+
+class SliceUnsure(SaysItInEachLanguage):
+    """After 4 s, Japanese: the window's trailing slice only leans to it (0.4), a clean encode of
+    those 2 s (no padding, 2.0 s long) hears it clearly; windows and early slices are English."""
+
+    def encode(self, audio, padding=None, quantum_s=None):
+        super().encode(audio, padding, quantum_s)
+        return FakeEncoded(len(audio) / RATE, quantum_s, padding)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clean = 0  # probe re-checks (clean 2 s encodes)
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        if encoded.padding is None and encoded.duration_s == 2.0 and last_seconds is None:
+            self.clean += 1
+            return {"ja": 0.95, "en": 0.05}
+        if last_seconds is not None and encoded.duration_s >= 5.0:
+            return {"ja": 0.4, "en": 0.6}
+        return {"en": 0.95, "ja": 0.05}
+
+
+def test_an_unsure_probe_is_rechecked_on_its_own_encode_and_that_confirms_the_switch():
+    from services.asr.engine import Padding
+
+    padding = Padding(np.zeros(RATE, dtype=np.float32), "pad")  # windows under 3 s carry it
+    options = StreamOptions(languages=("en", "ja"), initial_language="en", padding=padding)
+    switched = {}
+    for recheck in (0.2, 0.0):
+        engine = SliceUnsure()
+        events = run(RecognitionStream(engine, LoudnessVad(), dataclasses.replace(options, probe_recheck_above=recheck)),
+                     np.concatenate([speech(8.0), silence(1.5)]))
+        switched[recheck] = [(e.from_language, e.to_language) for e in events if isinstance(e, LanguageSwitched)]
+        assert (engine.clean > 0) == (recheck > 0)
+    assert switched == {0.2: [("en", "ja")], 0.0: []}

@@ -57,6 +57,7 @@ class AsrSettings:
     hysteresis_threshold: float = 0.75
     switch_probe: bool = True
     final_switch_scan: str = "missed"  # "missed" | "always" | "off" (stream.StreamOptions)
+    probe_recheck_above: float = 0.2  # an unsure probe is re-checked on its own encode (0 = never)
     short_text_chars: int = 6
     vad_flush: bool = True
     universal_padding: bool = True
@@ -91,6 +92,8 @@ class AsrRuntime:
         s = settings
         if s.final_switch_scan not in ("missed", "always", "off"):
             raise ValueError(f"TANDEM_ASR_FINAL_SWITCH_SCAN must be 'missed', 'always' or 'off', not {s.final_switch_scan!r}")
+        if not 0 <= s.probe_recheck_above < 1:
+            raise ValueError(f"TANDEM_ASR_PROBE_RECHECK_ABOVE must be in [0, 1), not {s.probe_recheck_above}")
         self.pacing = PacingOptions(text_backlog_s=s.catch_up_text_s or float("inf"),
                                     probe_backlog_s=s.catch_up_probe_s or float("inf"),
                                     interim_duty=s.interim_duty)
@@ -99,7 +102,8 @@ class AsrRuntime:
             min_silence_s=s.min_silence_s, max_segment_s=s.max_segment_s, interim_in_pauses=s.interim_in_pauses,
             pair_constraint=s.pair_constraint,
             hysteresis=HysteresisOptions(windows=s.hysteresis_windows, threshold=s.hysteresis_threshold),
-            switch_probe=s.switch_probe, final_switch_scan=s.final_switch_scan, short_text_chars=s.short_text_chars, vad_flush=s.vad_flush,
+            switch_probe=s.switch_probe, final_switch_scan=s.final_switch_scan,
+            probe_recheck_above=s.probe_recheck_above, short_text_chars=s.short_text_chars, vad_flush=s.vad_flush,
             padding=load_padding() if s.universal_padding else None, padding_cutoff_s=s.padding_cutoff_s,
             interim_quantum_s=s.interim_quantum_s or None, final_quantum_s=s.final_quantum_s or None,
             hallucination_guards=s.hallucination_guards, commit_prefix=s.commit_prefix,

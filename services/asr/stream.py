@@ -56,6 +56,11 @@ class StreamOptions:
     hysteresis: HysteresisOptions = HysteresisOptions()  # windows=1, threshold=0 switches it off
     switch_probe: bool = True  # probe the trailing seconds for a switch inside a segment
     switch_probe_s: float = 2.0
+    # The probe reads the trailing frames of the window's encoder output, which attended to the whole
+    # window: after a switch they lag a separate encode of the same seconds by about 1 s. When the
+    # probe gives the other language at least this much (but not a confident vote), those seconds
+    # are encoded apart (no padding, interim quantum) and that judgement votes instead (0 = never).
+    probe_recheck_above: float = 0.2
     # A segment of at least 2 probe spans that most live probes skipped (windows dropped by catch-up or
     # the duty cycle) is scanned at its final: the switch probe replayed on 2 s slices of the final's
     # encoder output, 1 s apart; a confirmed switch splits the final there. "missed" (default): only
@@ -264,6 +269,20 @@ class RecognitionStream:
         self.stats.windows += 1
         return self._timed(self.engine.encode, audio, padding, quantum_s)
 
+    def _encode_clean(self, audio: np.ndarray) -> Encoded:
+        """An encode of its own for a probe: the interim quantum, never the universal padding (an
+        English clip before the audio would colour the language it is asked about)."""
+        self.stats.windows += 1
+        return self._timed(self.engine.encode, audio, None, self.options.interim_quantum_s)
+
+    def _worth_rechecking(self, seg: _Segment, tail: dict[str, float]) -> bool:
+        """The probe slice leans towards another language than the segment's without voting for it."""
+        o = self.options
+        if not o.probe_recheck_above or seg.language is None:
+            return False
+        other = max((p for code, p in tail.items() if code != seg.language), default=0.0)
+        return o.probe_recheck_above <= other < o.hysteresis.threshold
+
     def _detect(self, encoded: Encoded, last_seconds: float | None = None) -> dict[str, float]:
         """Language probabilities over the pair; without the pair constraint, Whisper's winner
         among all languages (a winner outside the pair counts against the pair's languages)."""
@@ -367,7 +386,11 @@ class RecognitionStream:
             seg.probes += 1
             if seg.detector.committed is None:  # anchored on the segment's language, not on the first probe
                 seg.detector.reset(seg.language)
-            tail_language, tail_confidence = best(self._detect(encoded, o.switch_probe_s))
+            tail = self._detect(encoded, o.switch_probe_s)
+            tail_language, tail_confidence = best(tail)
+            if self._worth_rechecking(seg, tail):
+                probe = self._encode_clean(self._window(end - int(o.switch_probe_s * SAMPLE_RATE), end))
+                tail_language, tail_confidence = best(self._detect(probe))
             if seg.detector.vote(tail_language, tail_confidence, index=end) and tail_language != seg.language:
                 return self._switch(seg, encoded, start, tail_language, seg.detector.switch_index or end)
         if not text:
