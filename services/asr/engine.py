@@ -139,6 +139,13 @@ def span_frames(encoded, span: tuple[float, float]) -> tuple[int, int]:
     return start, max(start + 1, int((pad_s + span[1]) * FRAMES_PER_SECOND))
 
 
+def span_batches(encoded, spans: list[tuple[float, float]]) -> list[list[tuple[int, int, int]]]:
+    """`spans` as batches of equal frame count (one decoder step each): (index, start, end) frames."""
+    frames = [(k, *span_frames(encoded, span)) for k, span in enumerate(spans)]
+    lengths = sorted({end - start for _, start, end in frames})
+    return [[f for f in frames if f[2] - f[1] == length] for length in lengths]
+
+
 @dataclasses.dataclass
 class _Ct2Encoded:
     output: object  # ctranslate2.StorageView [1, frames, d_model]
@@ -215,12 +222,10 @@ class Ct2WhisperEngine:
         if len(pair) == 1:
             return [{pair[0]: 1.0} for _ in spans]
         array = np.asarray(encoded.output)
-        frames = [span_frames(encoded, span) for span in spans]
         out: list[dict[str, float]] = [{} for _ in spans]
-        for length in sorted({end - start for start, end in frames}):
-            group = [k for k, (start, end) in enumerate(frames) if end - start == length]
-            batch = np.ascontiguousarray(np.concatenate([array[:, frames[k][0]:frames[k][1]] for k in group]))
-            for k, ranked in zip(group, self.model.detect_language(self._ct2.StorageView.from_array(batch))):
+        for batch in span_batches(encoded, spans):
+            stacked = np.ascontiguousarray(np.concatenate([array[:, start:end] for _, start, end in batch]))
+            for (k, _, _), ranked in zip(batch, self.model.detect_language(self._ct2.StorageView.from_array(stacked))):
                 out[k] = restrict_to_pair({token.strip("<|>"): p for token, p in ranked}, pair)
         return out
 

@@ -39,7 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from services.asr.engine import _NO_SPACE_SCRIPT, Decoded, EngineOptions, Padding, padded_frames, span_frames
+from services.asr.engine import (
+    _NO_SPACE_SCRIPT, Decoded, EngineOptions, Padding, padded_frames, span_batches, span_frames,
+)
 from services.asr.features import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, log_mel_spectrogram
 from services.asr.language import restrict_to_pair, whisper_code
 
@@ -189,12 +191,10 @@ class TorchWhisperEngine:
         if len(pair) == 1:
             return [{pair[0]: 1.0} for _ in spans]
         codes = sorted({whisper_code(code) for code in pair})
-        frames = [span_frames(encoded, span) for span in spans]
         out: list[dict[str, float]] = [{} for _ in spans]
-        for length in sorted({end - start for start, end in frames}):
-            group = [k for k, (start, end) in enumerate(frames) if end - start == length]
-            batch = self._torch.cat([encoded.output[:, frames[k][0]:frames[k][1]] for k in group])
-            for k, probs in zip(group, self._language_probs_batch(batch, codes)):
+        for batch in span_batches(encoded, spans):
+            stacked = self._torch.cat([encoded.output[:, start:end] for _, start, end in batch])
+            for (k, _, _), probs in zip(batch, self._language_probs_batch(stacked, codes)):
                 out[k] = restrict_to_pair(probs, pair)
         return out
 
