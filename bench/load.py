@@ -14,6 +14,7 @@ Stops stepping after two steps over the bound. Loopback only; bounded by --max-s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -112,6 +113,8 @@ def step(target: str, entries, n: int, metrics_port: int, pids: list[int], rng: 
         "cpu_cores_used": (cpu1 - cpu0) / wall,
         "errors": [tr.error for tr in traces if tr.error],
         "per_final": [{"entry": e, "segment": i, "latency_s": round(v, 3)} for e, i, v in per_final],
+        "transcripts": [{"entry": tr.entry.id, "finals": [dataclasses.asdict(f) for f in metrics.finals_of(tr.responses)]}
+                        for tr in traces],  # what each stream got under this load (for diagnosis)
         "wall_s": round(wall, 2),
     }
 

@@ -32,4 +32,6 @@ def test_load_quick_reports_a_capacity(eval_dir, tmp_path):
     step = result["steps"][0]
     assert step["streams"] == 1 and not step["errors"]
     assert step["final_latency_s"]["n"] >= 2 and step["real_time_factor"] > 0
+    (transcript,) = step["transcripts"]  # what the one stream got, for diagnosis
+    assert len(transcript["finals"]) >= 2 and all(f["text"] and f["language"] for f in transcript["finals"])
     assert result["max_streams_within_bound"] in (0, 1)
