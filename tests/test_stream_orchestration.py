@@ -305,3 +305,31 @@ def test_an_unsure_probe_is_rechecked_on_its_own_encode_and_that_confirms_the_sw
         switched[recheck] = [(e.from_language, e.to_language) for e in events if isinstance(e, LanguageSwitched)]
         assert (engine.clean > 0) == (recheck > 0)
     assert switched == {0.2: [("en", "ja")], 0.0: []}
+
+
+def test_a_head_whose_language_was_voted_late_is_scanned_from_its_own_first_seconds():
+    """The first 4.5 s of a segment get no window (a live stream far behind): it speaks English,
+    then Japanese, then English again. Its language is voted late (Japanese, the committed one),
+    the live probe finds the switch back to English and cuts the head there, in Japanese. The
+    scan of that head, anchored on its first slice (English), splits off the English start."""
+    audio = np.concatenate([silence(0.3), tone(3.0, 220), silence(0.15), tone(3.0, 440), silence(0.15),
+                            tone(3.5, 220), silence(1.5)])
+    options = StreamOptions(languages=("en", "ja"), initial_language="ja", padding=None)
+    stream, events, step = RecognitionStream(HearsPitch(), LoudnessVad(), options), [], int(0.1 * RATE)
+    for i in range(0, len(audio), step):
+        events += stream.feed(audio[i:i + step])
+        events += stream.step("none" if i < 4.8 * RATE else "probe")
+    events += stream.finish()
+    finals = [(e.language, round(e.start_s, 1), round(e.end_s, 1)) for e in events if isinstance(e, Result)]
+    switches = [(e.from_language, e.to_language) for e in events if isinstance(e, LanguageSwitched)]
+    assert [f[0] for f in finals] == ["en", "ja", "en"], finals
+    assert switches == [("en", "ja"), ("ja", "en")], switches
+    assert abs(finals[1][1] - 3.4) <= 0.25 and abs(finals[2][1] - 6.5) <= 0.35, finals  # at the breaths
+
+    stream = RecognitionStream(HearsPitch(), LoudnessVad(), dataclasses.replace(options, final_switch_scan="off"))
+    events = []
+    for i in range(0, len(audio), step):
+        events += stream.feed(audio[i:i + step])
+        events += stream.step("none" if i < 4.8 * RATE else "probe")
+    events += stream.finish()
+    assert [e.language for e in events if isinstance(e, Result)] == ["ja", "en"]  # the English start lost

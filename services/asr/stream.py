@@ -61,10 +61,11 @@ class StreamOptions:
     # probe gives the other language at least this much (but not a confident vote), those seconds
     # are encoded apart (no padding, interim quantum) and that judgement votes instead (0 = never).
     probe_recheck_above: float = 0.2
-    # A segment of at least 2 probe spans that most live probes skipped (windows dropped by catch-up or
-    # the duty cycle) is scanned at its final: the switch probe replayed on 2 s slices of the final's
-    # encoder output, 1 s apart; a confirmed switch splits the final there. "missed" (default): only
-    # such segments; "always": every long-enough segment; "off".
+    # A segment of at least 2 probe spans that the live probes did not cover (most windows dropped by
+    # catch-up or the duty cycle, or its first language vote so late that it judged later audio) is
+    # scanned at its final: the switch probe replayed on 2 s slices of the final's encoder output,
+    # 0.5 s apart, anchored on the first slice's language; a confirmed switch splits the final there.
+    # "missed" (default): only such segments; "always": every long-enough segment; "off".
     final_switch_scan: str = "missed"
     # Probe-only windows (a caller behind real time, see step) encode at most this much of the
     # segment's tail: one 10 s mel, however long the segment (the whole segment is re-encoded
@@ -142,6 +143,7 @@ class _Segment:
     detector: SwitchDetector
     votes: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # interim whole-window LID
     probes: int = 0  # live switch probes run on this segment
+    first_vote_at: int | None = None  # stream sample where its first whole-window language vote ended
     segment_id: int | None = None
     revision: int = 0
     last_decode_end: int = 0
@@ -369,6 +371,8 @@ class RecognitionStream:
         probs = self._detect(encoded)
         language, confidence = best(probs)
         seg.votes.append((language, confidence))
+        if seg.first_vote_at is None:
+            seg.first_vote_at = end
         if not seg.language_fixed:
             if seg.agreement.committed and end - seg.start >= o.lock_after_s * SAMPLE_RATE:
                 seg.language_fixed = True  # text is committed in this language: only a switch changes it
@@ -431,15 +435,18 @@ class RecognitionStream:
     def _cut_at_switch(self, cut: int, old: str, new: str) -> list[Event]:
         """Finalize the open segment at `cut` in `old`; open the next one there, fixed to `new`."""
         events = self._finalize(cut, "language_switch", language=old)
-        events.append(LanguageSwitched(old, new, cut / SAMPLE_RATE))
+        if not any(isinstance(e, LanguageSwitched) and e.to_language == new for e in events):  # (the scan
+            events.append(LanguageSwitched(old, new, cut / SAMPLE_RATE))  # may have found it earlier)
         self.language = new
         self._open(cut, new, fixed=True)
         return events
 
     def _scan_for_switch(self, seg: _Segment, encoded: Encoded, old: str) -> tuple[int, str, str] | None:
-        """The switch probe replayed on the final's encoder output, for a segment whose live probes
-        were mostly skipped: 2 s slices 1 s apart voting into a fresh `SwitchDetector` anchored on
-        `old`; a confirmed switch is located as a live one is. Returns (cut, old, new) or None."""
+        """The switch probe replayed on the final's encoder output, for a segment the live probes
+        did not cover (most of its windows dropped, or its first vote came so late that its
+        language, `old`, was judged on later audio): 2 s slices 0.5 s apart voting into a fresh
+        `SwitchDetector`, anchored on the first slice's language when that is confident, else on
+        `old`; a confirmed switch is located as a live one is. Returns (cut, from, to) or None."""
         o = self.options
         if o.final_switch_scan == "off" or not o.switch_probe or len(self.pair) < 2:
             return None
@@ -447,17 +454,21 @@ class RecognitionStream:
         if duration < 2 * o.switch_probe_s + 0.5:
             return None
         probe_span = duration - o.switch_probe_s - 1.0  # where live windows can probe
-        if o.final_switch_scan == "missed" and seg.probes * o.partial_interval_s >= 0.5 * probe_span:
-            return None  # the live probes covered it
-        detector = SwitchDetector(old, o.hysteresis)
-        starts = np.arange(0.0, duration - o.switch_probe_s + 1e-6, 1.0)
+        late_vote = seg.first_vote_at is None or seg.first_vote_at - seg.start >= (o.switch_probe_s + 1.0) * SAMPLE_RATE
+        covered = seg.probes * o.partial_interval_s >= 0.5 * probe_span
+        if o.final_switch_scan == "missed" and covered and not late_vote:
+            return None  # the live probes covered it, against a language voted on its start
+        starts = np.arange(0.0, duration - o.switch_probe_s + 1e-6, 0.5)  # a 2.5 s turn still gets 2 votes
         spans = [(float(t), float(t) + o.switch_probe_s) for t in starts]
-        for (_, span_end), probs in zip(spans, self._detect_spans(encoded, spans)):  # one batch
+        votes = [best(probs) for probs in self._detect_spans(encoded, spans)]  # one batch
+        first, first_confidence = votes[0]
+        anchor = first if first_confidence >= o.hysteresis.threshold else old
+        detector = SwitchDetector(anchor, o.hysteresis)
+        for (_, span_end), (language, confidence) in zip(spans, votes):
             end = seg.start + int(span_end * SAMPLE_RATE)
-            language, confidence = best(probs)
-            if detector.vote(language, confidence, index=end) and language != old:
-                cut = self._locate_switch(seg, encoded, seg.start, old, language, detector.switch_index or end)
-                return (cut, old, language) if seg.start < cut < seg.start + int(duration * SAMPLE_RATE) else None
+            if detector.vote(language, confidence, index=end) and language != anchor:
+                cut = self._locate_switch(seg, encoded, seg.start, anchor, language, detector.switch_index or end)
+                return (cut, anchor, language) if seg.start < cut < seg.start + int(duration * SAMPLE_RATE) else None
         return None
 
     def _locate_switch(self, seg: _Segment, encoded: Encoded, window_start: int, old: str, new: str,
@@ -515,11 +526,10 @@ class RecognitionStream:
         encoded = self._encode(audio, o.final_quantum_s)
         probs = self._detect(encoded)
         forced = language or (seg.language if seg.opened_by_switch else None)
-        if language is None:
-            split = self._scan_for_switch(seg, encoded, forced or seg.language or best(probs)[0])
-            if split is not None:  # the final is decoded per part, when the cut is made (_finalize)
-                seg.draft = _Draft(key, split[1], "", 0.0, False, False, split)
-                return seg.draft
+        split = self._scan_for_switch(seg, encoded, forced or seg.language or best(probs)[0])  # heads included
+        if split is not None:  # the final is decoded per part, when the cut is made (_finalize)
+            seg.draft = _Draft(key, split[1], "", 0.0, False, False, split)
+            return seg.draft
         if forced:
             lang = forced
         elif seg.language_fixed and probs.get(seg.language, 0.0) >= o.keep_locked_above:
