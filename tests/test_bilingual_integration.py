@@ -416,3 +416,36 @@ def test_a_live_client_after_a_stall_catches_up_without_losing_audio(stack, eval
     for (language, languages, error), (_, _, error_upload) in zip(errors_live, errors_upload):
         assert languages and set(languages) == {language}  # every reference segment has its finals, right language
         assert error <= error_upload + CATCH_UP_TOLERANCE
+
+
+# ---- background windows: a live client's windows run beside its VAD and finals --------------
+
+def _results_in_order(responses) -> list[str]:
+    """Protocol faults: a result for a segment after its final, or an interim revision that does
+    not rise (a window in the background hands its result over on the stream's own thread)."""
+    faults, closed, revisions = [], set(), {}
+    for x in results(responses):
+        if x.segment_id in closed:
+            faults.append(f"segment {x.segment_id}: result after its final")
+        elif not x.is_final and x.revision <= revisions.get(x.segment_id, -1):
+            faults.append(f"segment {x.segment_id}: revision {x.revision} after {revisions[x.segment_id]}")
+        revisions[x.segment_id] = x.revision
+        if x.is_final:
+            closed.add(x.segment_id)
+    return faults
+
+
+def test_a_live_client_with_switches_and_no_pauses_gets_them_from_windows_run_in_the_background(stack, eval_dir):
+    """ko/en/ko turns with no pause between them, at real-time pace (windows run in the
+    background once the client is known to be live): each turn gets its finals in its own
+    language, the switches come as events, and results keep their order."""
+    stream = next(s for s in load_jsonl(eval_dir / "streams.jsonl") if s["id"] == "ko-en_B-A-B_immediate")
+    pcm = read_wav(eval_dir / stream["path"])
+    live = recognize(stack.asr.address, pcm, stream["languages"], chunk=RATE // 10, due=lambda k: (k + 1) / 10)
+    show("live", live)
+    errors = _segment_errors(stream, live)
+    print(f"per segment (language, finals' languages, error): {errors}")
+    assert _results_in_order(live) == []
+    assert {(s.from_language_code, s.to_language_code) for s in switches(live)} >= {("en", "ko"), ("ko", "en")}
+    for language, languages, error in errors:
+        assert languages and set(languages) == {language}

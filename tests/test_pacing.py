@@ -131,3 +131,23 @@ def test_a_suspected_switch_skips_the_rest_but_not_the_catch_up():
     assert pacing.interim_work() == "none" and pacing.interim_work(urgent=True) == "text"
     pacing.received(2.5)  # 2.5 s behind
     assert pacing.interim_work(urgent=True) == "none"
+
+
+def test_a_slow_background_window_makes_the_next_one_probe_only_as_a_backlog_would():
+    """With windows run beside the stream, the stream keeps up however slow they are: how stale
+    the last window's result was (its wall time) stands for the backlog an inline one leaves."""
+    clock = Clock()
+    pacing = LivePacing(OPTIONS, clock)
+    live_for(pacing, clock, 3.0)
+    pacing.processed(3.0)  # no backlog
+    pacing.window_took(0.8)
+    assert pacing.interim_work() == "probe"
+    pacing.window_took(3.0)  # never "none": only a backlog stops windows
+    assert pacing.interim_work() == "probe"
+    pacing.window_took(0.3)
+    assert pacing.interim_work() == "text"
+
+    uploading = LivePacing(OPTIONS, clock)  # not live: nothing dropped
+    uploading.received(10.0)
+    uploading.window_took(3.0)
+    assert uploading.interim_work() == "text"

@@ -61,6 +61,7 @@ class LivePacing:
         self._processed_s = 0.0
         self._ahead = False  # has been ahead of real time: not a live client
         self._rest_until = float("-inf")  # no interim window before this (duty cycle)
+        self._window_s = 0.0  # wall time of the last interim window run in the background
         self._closed = False
 
     # ---- reader side -------------------------------------------------------------------
@@ -94,6 +95,12 @@ class LivePacing:
             if duty < 1:
                 self._rest_until = self._clock() + seconds * (1 / duty - 1)
 
+    def window_took(self, seconds: float) -> None:
+        """An interim window that ran beside the stream (servicer: background windows) took
+        `seconds`: how stale its result was, what the backlog is for a window run inline."""
+        with self._cv:
+            self._window_s = seconds
+
     def close(self) -> None:
         with self._cv:
             self._closed = True
@@ -119,5 +126,8 @@ class LivePacing:
         resting = not urgent and self.resting
         with self._cv:
             backlog = self.backlog_s() if self.live else 0.0
+            late = self._window_s if self.live else 0.0  # the last background window's staleness
         o = self.options
-        return "none" if resting or backlog > o.probe_backlog_s else "probe" if backlog > o.text_backlog_s else "text"
+        if resting or backlog > o.probe_backlog_s:
+            return "none"
+        return "probe" if max(backlog, late) > o.text_backlog_s else "text"

@@ -46,6 +46,7 @@ class AsrSettings:
     catch_up_text_s: float = 0.5
     catch_up_probe_s: float = 2.0
     interim_duty: float = 1.0  # a live stream's interim windows take at most this share of its time (1 = no rest)
+    background_windows: bool = True  # a live stream's interim windows run beside its VAD and finals (servicer)
     beam_size: int = 5
     partial_interval_s: float = 1.0
     min_silence_s: float = 0.6

@@ -127,12 +127,21 @@ class InferenceScheduler:
 
 
 class StreamEngine:
-    """The engine as one stream sees it; `priority` is set by the stream around its calls."""
+    """The engine as one stream sees it; `priority` is set by the stream around its calls, per
+    thread (a stream's interim window may run on a thread of its own while its final is decoded)."""
 
     def __init__(self, scheduler: InferenceScheduler, stream: int) -> None:
         self.scheduler = scheduler
         self.stream = stream
-        self.priority = INTERIM
+        self._local = threading.local()
+
+    @property
+    def priority(self) -> int:
+        return getattr(self._local, "priority", INTERIM)
+
+    @priority.setter
+    def priority(self, value: int) -> None:
+        self._local.priority = value
 
     def load(self) -> float:
         return self.scheduler.load()

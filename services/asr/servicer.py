@@ -47,6 +47,7 @@ _FINAL_REASONS = {
     "end_of_stream": asr_pb2.FINAL_REASON_END_OF_STREAM,
 }
 _MAX_CHUNK_BYTES = 16000 * 2 * 10  # 10 s of audio per message at most
+_WINDOW_DONE = object()  # an interim window that ran in the background has finished
 
 
 class ConfigError(ValueError):
@@ -163,7 +164,9 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         """Feed audio in slices of at most one interim interval, stepping after each slice, so
         results do not depend on how the client chunks its audio. Requests are read by a thread
         as they arrive; while a live client is ahead of the server, interim work is dropped
-        (`LivePacing`) so latency stays bounded and every sample still reaches VAD and finals."""
+        (`LivePacing`) so latency stays bounded and every sample still reaches VAD and finals.
+        A live client's interim windows run on a thread of their own (`background_windows`):
+        VAD and finals go on meanwhile, and a final does not wait behind its stream's window."""
         stream = self.runtime.new_stream(options)
         pacing = LivePacing(self.runtime.pacing)
         arrivals: queue.Queue = queue.Queue()
@@ -176,6 +179,27 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             pacing.close()
 
     def _process(self, stream, pacing: LivePacing, arrivals: queue.Queue, context, options: StreamOptions):
+        def in_background(window) -> None:
+            def run() -> None:
+                started = time.perf_counter()
+                try:
+                    window()
+                finally:
+                    pacing.window_took(time.perf_counter() - started)  # a slow one: the next one probes only
+                    arrivals.put(_WINDOW_DONE)  # wakes this loop to send what it left
+            threading.Thread(target=run, name="asr-window", daemon=True).start()
+
+        def step():
+            work = pacing.interim_work(urgent=stream.switch_suspected)
+            if work != "text":
+                CATCH_UP.labels("rest" if work == "none" and pacing.resting else work).inc()
+            windows, started = stream.stats.windows, time.perf_counter()
+            background = in_background if self.runtime.settings.background_windows and pacing.live else None
+            events = stream.step(work, background)
+            if stream.stats.windows != windows:
+                pacing.worked(time.perf_counter() - started)
+            return events
+
         max_samples = int(self.runtime.settings.max_stream_seconds * 16000)
         slice_samples = max(1600, int(options.partial_interval_s * 16000))
         leftover = b""
@@ -186,6 +210,9 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
                 break
             if isinstance(item, BaseException):
                 raise item
+            if item is _WINDOW_DONE:
+                yield from self._emit(stream.step("none"), arrived)  # what it left, nothing new
+                continue
             request, arrived = item
             if request.WhichOneof("streaming_request") != "audio_content":
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "config may only be sent once, first")
@@ -205,14 +232,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
                 piece = pcm[i : i + slice_samples]
                 yield from self._emit(stream.feed(piece), arrived)
                 pacing.processed(len(piece) / 16000)
-                work = pacing.interim_work(urgent=stream.switch_suspected)
-                if work != "text":
-                    CATCH_UP.labels("rest" if work == "none" and pacing.resting else work).inc()
-                windows, started = stream.stats.windows, time.perf_counter()
-                events = stream.step(work)
-                if stream.stats.windows != windows:
-                    pacing.worked(time.perf_counter() - started)
-                yield from self._emit(events, arrived)
+                yield from self._emit(step(), arrived)
         if leftover:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "audio ended on an odd byte: LINEAR16 audio has 2 bytes per sample")

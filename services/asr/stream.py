@@ -2,7 +2,9 @@
 
 Audio comes in with `feed()` (cheap: VAD only, plus finals at VAD silences); `step()` runs
 at most one Whisper window on the open segment (interim result, switch probe, forced cut
-at the maximum segment length); `finish()` closes the stream. The policies it consults
+at the maximum segment length), inline or, given a `background` runner, on another thread
+while `feed()` goes on (so a final never waits behind its stream's interim window);
+`finish()` closes the stream. The policies it consults
 (`SpeechSegmenter`, `LocalAgreement`, `SwitchDetector`, `decide_final_language`,
 `guards.check`) are pure and tested apart; the engine is anything implementing
 `WhisperEngine`. Every mechanism can be switched off in `StreamOptions` so its effect can
@@ -13,6 +15,7 @@ into protobuf messages.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from typing import Callable, Union
 
@@ -88,7 +91,7 @@ class StreamOptions:
     prompt_chars: int = 0  # committed text fed as prompt (0 = none)
     prompt_hygiene: bool = True  # the prompt carries the current language's text only
     phrases: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # biasing, per language
-    lock_after_s: float = 1.5  # a segment's language is locked once text is committed and it is this long
+    lock_after_s: float = 1.5  # a segment's language is locked once text is committed (or votes agree) and it is this long
     keep_locked_above: float = 0.25  # a final keeps the locked language unless its probability is below this
 
 
@@ -144,6 +147,7 @@ class _Segment:
     votes: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # interim whole-window LID
     probes: int = 0  # live switch probes run on this segment
     first_vote_at: int | None = None  # stream sample where its first whole-window language vote ended
+    pending_switch: tuple[int, str, str] | None = None  # (cut, old, new) confirmed by a window, not yet cut
     segment_id: int | None = None
     revision: int = 0
     last_decode_end: int = 0
@@ -178,17 +182,29 @@ class RecognitionStream:
         self.language: str | None = options.initial_language or (self.pair[0] if len(self.pair) == 1 else None)
         self._context: dict[str, str] = {}  # committed text per language (prompt hygiene)
         self.stats = StreamStats()
+        # State shared with a window running in the background: held by feed/step/finish, and by
+        # that window between its model calls (never during them).
+        self._lock = threading.RLock()
+        self._pending: list[Event] = []  # results of a window, out with the next feed/step/finish
+        self._window_running = False
+        self._window_done_at = 0  # stream sample when the last background text window finished
+        self._window_error: BaseException | None = None
+        self._stats_lock = threading.Lock()
         self.on_window: Callable[[float], None] | None = None  # metrics hook: seconds of one model call
         self.on_suppressed: Callable[[str], None] | None = None  # metrics hook: hallucination reason
 
     # ---- input -------------------------------------------------------------------------
     def feed(self, pcm: np.ndarray) -> list[Event]:
         """Append float32 audio; run VAD; close segments at silences (finals)."""
+        with self._lock:
+            return self._feed(pcm)
+
+    def _feed(self, pcm: np.ndarray) -> list[Event]:
+        events: list[Event] = self._take_pending()  # a window's interim goes out before its final
         self._audio = np.concatenate([self._audio, pcm.astype(np.float32, copy=False)])
         self.total += len(pcm)
         probs = self._vad.process(pcm)
         self._probs.extend(probs.tolist())
-        events: list[Event] = []
         pad = int(self.options.speech_pad_s * SAMPLE_RATE)
         for vad_event in self._segmenter.push(probs):
             sample = vad_event.frame * FRAME_SAMPLES
@@ -204,14 +220,24 @@ class RecognitionStream:
         self._trim()
         return events
 
-    def step(self, work: InterimWork = "text") -> list[Event]:
+    def step(self, work: InterimWork = "text",
+             background: Callable[[Callable[[], None]], None] | None = None) -> list[Event]:
         """At most one interim window on the open segment, if one is due. A caller behind real
         time (`pacing.LivePacing`) asks for less: "probe" runs the window's language votes and
         switch probe without the interim text; "none" only the forced cut and the final
-        decoded ahead."""
+        decoded ahead. With `background` (runs a function on another thread) the window's model
+        calls run there; its interim result, or the switch it confirms, comes out of the next
+        feed/step/finish, and a final made meanwhile supersedes it. One window at a time."""
+        with self._lock:
+            events = self._take_pending()
+            return events + self._step(work, background)
+
+    def _step(self, work: InterimWork, background) -> list[Event]:
         seg = self._segment
         if seg is None:
             return []
+        if seg.pending_switch is not None:  # confirmed by a window that ran in the background
+            return self._cut_at_pending_switch(seg)
         o = self.options
         if self.total - seg.start >= o.max_segment_s * SAMPLE_RATE:
             return self._force_cut()
@@ -222,16 +248,60 @@ class RecognitionStream:
             end = min(self.total, silence * FRAME_SAMPLES + int(o.speech_pad_s * SAMPLE_RATE))
             self._draft_final(seg, end, None)
             return []
-        if work == "none" or (o.vad_flush and not o.interim_in_pauses and self._in_pause()):
+        if work == "none" or self._window_running or (o.vad_flush and not o.interim_in_pauses and self._in_pause()):
             return []
         interval = o.partial_interval_s
         load = getattr(self.engine, "load", None)
         if load is not None:  # a busy scheduler stretches interim windows (finals keep their latency)
             interval *= min(4.0, 1.0 + load())
-        due = self.total - max(seg.last_decode_end, seg.start) >= interval * SAMPLE_RATE
+        # After a background window with interim text (the whole segment encoded and decoded) the
+        # next one waits an interval from when it finished, not only from the audio it covered, so
+        # interim text leaves the machine to finals; probe-only windows (cheaper, and what finds
+        # switches) and a suspected switch's confirming probe do not wait.
+        rested = seg.start if self.switch_suspected else max(seg.start, self._window_done_at)
+        due = self.total - max(seg.last_decode_end, rested) >= interval * SAMPLE_RATE
         if not due or self.total - seg.start < o.min_decode_s * SAMPLE_RATE:
             return []
-        return self._interim(seg, text=work == "text")
+        end, text = self.total, work == "text"
+        # interim text re-decodes the whole segment; a probe-only window needs only its tail
+        audio = self._window(seg.start if text else max(seg.start, end - int(o.probe_window_s * SAMPLE_RATE)), end)
+        seg.last_decode_end = end
+        if background is None:
+            self._interim(seg, end, audio, text)
+            events = self._take_pending()
+            return events + (self._cut_at_pending_switch(seg) if seg.pending_switch is not None else [])
+        self._window_running = True
+        try:
+            background(lambda: self._interim_in_background(seg, end, audio, text))
+        except BaseException:
+            self._window_running = False
+            raise
+        return []
+
+    def _interim_in_background(self, seg: _Segment, end: int, audio: np.ndarray, text: bool) -> None:
+        try:
+            self._interim(seg, end, audio, text)
+        except BaseException as exc:  # noqa: BLE001 - raised on the stream's own thread, next call
+            with self._lock:
+                self._window_error = exc
+        finally:
+            with self._lock:
+                self._window_running = False
+                if text:
+                    self._window_done_at = self.total
+
+    def _take_pending(self) -> list[Event]:
+        """What a background window left: its error (raised here) or its events."""
+        if self._window_error is not None:
+            error, self._window_error = self._window_error, None
+            raise error
+        events, self._pending = self._pending, []
+        return events
+
+    def _cut_at_pending_switch(self, seg: _Segment) -> list[Event]:
+        assert seg.pending_switch is not None
+        (cut, old, new), seg.pending_switch = seg.pending_switch, None
+        return self._cut_at_switch(cut, old, new)
 
     def _in_pause(self) -> bool:
         """The last `pause_s` of audio are all VAD silence frames (not merely a silence run begun:
@@ -246,10 +316,13 @@ class RecognitionStream:
         return self._segment is not None and self._segment.detector.first_vote_index is not None
 
     def finish(self) -> list[Event]:
-        """End of the audio: finalize what is open."""
-        if self._segment is None:
-            return []
-        return [SpeechBoundary("end", self.total / SAMPLE_RATE), *self._finalize(self.total, "end_of_stream")]
+        """End of the audio: finalize what is open (a window still running is superseded)."""
+        with self._lock:
+            events = self._take_pending()
+            if self._segment is None:
+                return events
+            return events + [SpeechBoundary("end", self.total / SAMPLE_RATE),
+                             *self._finalize(self.total, "end_of_stream")]
 
     # ---- model calls -------------------------------------------------------------------
     def _set_priority(self, priority: int) -> None:
@@ -260,7 +333,8 @@ class RecognitionStream:
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         elapsed = time.perf_counter() - t0
-        self.stats.inference_seconds += elapsed
+        with self._stats_lock:
+            self.stats.inference_seconds += elapsed
         if self.on_window:
             self.on_window(elapsed)
         return out
@@ -268,13 +342,15 @@ class RecognitionStream:
     def _encode(self, audio: np.ndarray, quantum_s: float | None = None) -> Encoded:
         o = self.options
         padding = o.padding if o.padding is not None and len(audio) < o.padding_cutoff_s * SAMPLE_RATE else None
-        self.stats.windows += 1
+        with self._stats_lock:
+            self.stats.windows += 1
         return self._timed(self.engine.encode, audio, padding, quantum_s)
 
     def _encode_clean(self, audio: np.ndarray) -> Encoded:
         """An encode of its own for a probe: the interim quantum, never the universal padding (an
         English clip before the audio would colour the language it is asked about)."""
-        self.stats.windows += 1
+        with self._stats_lock:
+            self.stats.windows += 1
         return self._timed(self.engine.encode, audio, None, self.options.interim_quantum_s)
 
     def _worth_rechecking(self, seg: _Segment, tail: dict[str, float]) -> bool:
@@ -360,22 +436,83 @@ class RecognitionStream:
             self._next_segment_id += 1
         return seg.segment_id
 
-    def _interim(self, seg: _Segment, text: bool = True) -> list[Event]:
+    def _interim(self, seg: _Segment, end: int, audio: np.ndarray, text: bool) -> None:
+        """One interim window: `audio` is the open segment's (or, probe-only, its tail's) up to
+        stream sample `end`. Its interim result goes to the pending events, a switch it confirms
+        to `seg.pending_switch` (cut by the stream's own thread). Model calls hold no lock; the
+        segment's state is read and changed under it, and a window whose segment was closed
+        meanwhile (a final made while it ran supersedes it) changes nothing."""
         self._set_priority(INTERIM)
         o = self.options
-        end = self.total
+        window_start = end - len(audio)
         probing = o.switch_probe and len(self.pair) > 1 and end - seg.start >= (o.switch_probe_s + 1.0) * SAMPLE_RATE
-        start = seg.start if text else max(seg.start, end - int(o.probe_window_s * SAMPLE_RATE))
-        encoded = self._encode(self._window(start, end), None if probing else o.interim_quantum_s)
-        seg.last_decode_end = end
+        encoded = self._encode(audio, None if probing else o.interim_quantum_s)
         probs = self._detect(encoded)
+        tail = self._detect(encoded, o.switch_probe_s) if probing else {}
+        with self._lock:
+            if self._segment is not seg:
+                return
+            language = best(probs)[0]
+            # A final drafted while this window ran (its pause begun) judged more of the segment:
+            # a vote now would only make it be decoded again when that pause is confirmed.
+            if seg.draft is None or seg.draft.key[1] < end:
+                language = self._vote(seg, end, probs)
+            recheck = probing and self._worth_rechecking(seg, tail)
+        if recheck:
+            tail = self._detect(self._encode_clean(audio[-int(o.switch_probe_s * SAMPLE_RATE):]))
+        if probing:
+            with self._lock:
+                if self._segment is not seg:
+                    return
+                seg.probes += 1
+                if seg.detector.committed is None:  # anchored on the segment's language, not on the first probe
+                    seg.detector.reset(seg.language)
+                tail_language, tail_confidence = best(tail)
+                switched = seg.detector.vote(tail_language, tail_confidence, index=end) and tail_language != seg.language
+                old, first_vote_end = seg.language or tail_language, seg.detector.switch_index or end
+            if switched:
+                cut = self._locate_switch(seg, encoded, window_start, old, tail_language, first_vote_end)
+                with self._lock:
+                    if self._segment is seg:
+                        seg.pending_switch = (cut, old, tail_language)
+                return
+        if not text:
+            return
+        with self._lock:
+            language = seg.language or language
+            # The committed prefix is forced (one parallel pass), so only the tail is generated step by step.
+            prefix = join_units(seg.agreement.committed) if o.interim_prefix and seg.language == language else ""
+        decoded = self._guard(self._decode(encoded, language, prefix.rstrip(".,!?;:。、，！？")))
+        with self._lock:
+            if not decoded or self._segment is not seg:
+                return
+            seg.agreement.insert(units(decoded))
+            if not o.interim_results:
+                return
+            self._pending.append(Result(
+                segment_id=self._segment_id(seg), revision=seg.revision, is_final=False,
+                stability=seg.agreement.stability(), start_s=seg.start / SAMPLE_RATE, end_s=end / SAMPLE_RATE,
+                language=language, confidence=seg.confidence, text=convert_script(decoded, language),
+            ))
+            seg.revision += 1
+
+    def _vote(self, seg: _Segment, end: int, probs: dict[str, float]) -> str:
+        """A window's whole-window language vote on its segment; returns the language it is
+        decoded in (a weak vote for the other language keeps the committed one)."""
+        o = self.options
         language, confidence = best(probs)
         seg.votes.append((language, confidence))
         if seg.first_vote_at is None:
             seg.first_vote_at = end
         if not seg.language_fixed:
-            if seg.agreement.committed and end - seg.start >= o.lock_after_s * SAMPLE_RATE:
-                seg.language_fixed = True  # text is committed in this language: only a switch changes it
+            # Locked once text is committed in its language, or (windows without interim text, as
+            # a loaded live stream runs) once the last votes all gave it confidently: only a switch
+            # changes it then, so a window half over the next language does not re-anchor the probe.
+            recent = seg.votes[-o.hysteresis.windows:]
+            confirmed = len(recent) == o.hysteresis.windows and all(
+                lang == seg.language and p >= o.hysteresis.threshold for lang, p in recent)
+            if (seg.agreement.committed or confirmed) and end - seg.start >= o.lock_after_s * SAMPLE_RATE:
+                seg.language_fixed = True
             else:
                 committed = self.language
                 # hysteresis: a weak vote for the other language keeps the committed one
@@ -386,35 +523,7 @@ class RecognitionStream:
                     seg.agreement.reset()
                     seg.detector.reset(language)
         seg.confidence = probs.get(seg.language, 0.0) if seg.language else confidence
-        if probing:
-            seg.probes += 1
-            if seg.detector.committed is None:  # anchored on the segment's language, not on the first probe
-                seg.detector.reset(seg.language)
-            tail = self._detect(encoded, o.switch_probe_s)
-            tail_language, tail_confidence = best(tail)
-            if self._worth_rechecking(seg, tail):
-                probe = self._encode_clean(self._window(end - int(o.switch_probe_s * SAMPLE_RATE), end))
-                tail_language, tail_confidence = best(self._detect(probe))
-            if seg.detector.vote(tail_language, tail_confidence, index=end) and tail_language != seg.language:
-                return self._switch(seg, encoded, start, tail_language, seg.detector.switch_index or end)
-        if not text:
-            return []
-        language = seg.language or language
-        # The committed prefix is forced (one parallel pass), so only the tail is generated step by step.
-        prefix = join_units(seg.agreement.committed) if o.interim_prefix and seg.language == language else ""
-        text = self._guard(self._decode(encoded, language, prefix.rstrip(".,!?;:。、，！？")))
-        if not text:
-            return []
-        seg.agreement.insert(units(text))
-        if not o.interim_results:
-            return []
-        result = Result(
-            segment_id=self._segment_id(seg), revision=seg.revision, is_final=False,
-            stability=seg.agreement.stability(), start_s=seg.start / SAMPLE_RATE, end_s=end / SAMPLE_RATE,
-            language=language, confidence=seg.confidence, text=convert_script(text, language),
-        )
-        seg.revision += 1
-        return [result]
+        return language
 
     def _quietest(self, lo: int, hi: int) -> int:  # noqa: D401
         """Sample at the centre of the least speech-like VAD frame in [lo, hi)."""
@@ -424,13 +533,6 @@ class RecognitionStream:
             return hi
         frame = f_lo + int(np.argmin(window))
         return frame * FRAME_SAMPLES + FRAME_SAMPLES // 2
-
-    def _switch(self, seg: _Segment, encoded: Encoded, window_start: int, new_language: str,
-                first_vote_end: int) -> list[Event]:
-        """Confirmed switch: close the old-language segment where the new language began, open a new one."""
-        old = seg.language or new_language
-        cut = self._locate_switch(seg, encoded, window_start, old, new_language, first_vote_end)
-        return self._cut_at_switch(cut, old, new_language)
 
     def _cut_at_switch(self, cut: int, old: str, new: str) -> list[Event]:
         """Finalize the open segment at `cut` in `old`; open the next one there, fixed to `new`."""
@@ -514,7 +616,7 @@ class RecognitionStream:
 
     def _draft_final(self, seg: _Segment, end: int, language: str | None) -> "_Draft | None":
         """Decode a segment's final (no state changes); reused when nothing changed since."""
-        key = (seg.start, end, len(seg.votes), language)
+        key = (seg.start, end, len(seg.votes), language, seg.pending_switch)
         if seg.draft is not None and seg.draft.key == key:
             return seg.draft
         self._set_priority(FINAL)
@@ -526,7 +628,10 @@ class RecognitionStream:
         encoded = self._encode(audio, o.final_quantum_s)
         probs = self._detect(encoded)
         forced = language or (seg.language if seg.opened_by_switch else None)
-        split = self._scan_for_switch(seg, encoded, forced or seg.language or best(probs)[0])  # heads included
+        if seg.pending_switch is not None and seg.start < seg.pending_switch[0] < end:
+            split = seg.pending_switch  # confirmed by a window that ran in the background
+        else:
+            split = self._scan_for_switch(seg, encoded, forced or seg.language or best(probs)[0])  # heads included
         if split is not None:  # the final is decoded per part, when the cut is made (_finalize)
             seg.draft = _Draft(key, split[1], "", 0.0, False, False, split)
             return seg.draft
@@ -567,6 +672,7 @@ class RecognitionStream:
         draft = self._draft_final(seg, end, language)
         if draft is not None and draft.split is not None:  # a switch the live probes missed
             cut, old, new = draft.split
+            seg.pending_switch = None
             return self._cut_at_switch(cut, old, new) + self._finalize(end, reason)
         self._segment = None
         self._last_segment_end = end
