@@ -333,7 +333,7 @@ def test_a_head_whose_language_was_voted_late_is_scanned_from_its_own_first_seco
         events += stream.feed(audio[i:i + step])
         events += stream.step("none" if i < 4.8 * RATE else "probe")
     events += stream.finish()
-    assert [e.language for e in events if isinstance(e, Result)] == ["ja", "en"]  # the English start lost
+    assert len([e for e in events if isinstance(e, Result)]) < 3  # without the scan a turn is lost
 
 
 class HeldWindows(FakeEngine):
@@ -407,40 +407,44 @@ def test_windows_run_in_the_background_give_the_finals_and_switches_of_inline_on
 
 
 def test_a_window_that_ends_after_the_final_was_drafted_leaves_the_draft_alone():
-    """The final is drafted 0.3 s into a pause while a window (started at 1 s) still runs; the
-    window ends before the pause is confirmed. Its vote (on less audio than the draft) is not
-    counted, so the final is not decoded a second time; its interim result comes first."""
-    engine = HeldWindows()
-    stream = RecognitionStream(engine, LoudnessVad(),
-                               StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
-    events = []
-    for k, chunk in enumerate(np.split(np.concatenate([speech(1.5), silence(1.0)]), 25)):
-        events += stream.feed(chunk)
-        events += stream.step(background=engine.background)
-        if k == 19:  # 2.0 s: drafted at 1.8 s, confirmed at 2.1 s
-            assert engine.decodes == [5]
-            engine.release.set()
-            engine.threads[0].join(5)
-    assert engine.decodes == [5, 1]  # the final, then the window's greedy decode; no second final
-    assert [e.is_final for e in events if isinstance(e, Result)] == [False, True]
-
-
-def test_a_background_text_windows_successor_waits_an_interval_after_it_finished():
-    """Interim text (whole segment re-encoded and decoded) rests an interval after it finished;
-    a probe-only window's successor is due an interval after the audio it covered."""
-    for work, second in (("text", 34), ("probe", 25)):
-        engine, started = HeldWindows(), []
+    """The final is drafted 0.3 s into a pause while a window (started at 1 s, before the pause
+    or in its first 0.3 s) still runs; the window ends before the pause is confirmed. Its vote
+    is not counted, so the final is not decoded a second time; its interim result comes first."""
+    for spoken, release in ((1.5, 19), (0.8, 12)):  # drafted at 1.8 / 1.1 s, confirmed at 2.1 / 1.4 s
+        engine = HeldWindows()
         stream = RecognitionStream(engine, LoudnessVad(),
                                    StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
-        for k, chunk in enumerate(np.split(speech(6.0), 60)):
-            stream.feed(chunk)
-            running = len(engine.threads)
-            stream.step(work, background=engine.background)
-            started += [k] * (len(engine.threads) - running)
-            if k == 24:  # the window started at 1.0 s (chunk 9) finishes at 2.5 s
+        events = []
+        for k, chunk in enumerate(np.split(np.concatenate([speech(spoken), silence(2.5 - spoken)]), 25)):
+            events += stream.feed(chunk)
+            events += stream.step(background=engine.background)
+            if k == release:
+                assert engine.decodes == [5], spoken
                 engine.release.set()
                 engine.threads[0].join(5)
-        assert started[:2] == [9, second], (work, started)
+        assert engine.decodes == [5, 1], spoken  # the final, then the window's greedy decode; no second final
+        assert [e.is_final for e in events if isinstance(e, Result)] == [False, True], spoken
+
+
+def test_after_a_background_text_window_interim_text_rests_an_interval_and_probes_go_on():
+    """Interim text (whole segment re-encoded and decoded) rests an interval after its window
+    finished; a window due before then (an interval after the audio the last one covered) is
+    probe-only. Asked for probes only, every window keeps the interval."""
+    for work, expected in (("text", [(9, True), (25, False), (35, True)]),
+                           ("probe", [(9, False), (25, False), (35, False)])):
+        engine, windows = HeldWindows(), []
+        stream = RecognitionStream(engine, LoudnessVad(),
+                                   StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
+        run_window = stream._interim
+        stream._interim = lambda seg, end, audio, text: (windows.append((k, text)), run_window(seg, end, audio, text))
+        for k, chunk in enumerate(np.split(speech(6.0), 60)):
+            stream.feed(chunk)
+            stream.step(work, background=engine.background)
+            if k == 24:  # the window started at 1.0 s (chunk 9) finishes at 2.5 s
+                engine.release.set()
+            for thread in engine.threads[1:] if k < 24 else engine.threads:
+                thread.join(5)
+        assert windows[:3] == expected, (work, windows)
 
 
 class WholeWindowHearsItsEnd(HearsPitch):
@@ -455,7 +459,7 @@ class WholeWindowHearsItsEnd(HearsPitch):
 
 def test_probe_only_windows_lock_the_language_their_votes_agree_on_so_a_switch_is_still_found():
     """A loaded live stream runs probe-only windows (no interim text, so nothing is committed):
-    two confident English votes lock the segment's language, and the window that later leans
+    a confident English vote locks the segment's language, and the window that later leans
     Japanese does not re-anchor the switch probe on Japanese, which then confirms the switch."""
     audio = np.concatenate([silence(0.3), tone(3.0, 220), silence(0.15), tone(4.0, 440), silence(1.5)])
     options = StreamOptions(languages=("en", "ja"), initial_language="en", padding=None, final_switch_scan="off")
@@ -464,3 +468,42 @@ def test_probe_only_windows_lock_the_language_their_votes_agree_on_so_a_switch_i
     assert finals == [("en", "language_switch"), ("ja", "end_of_speech")], finals
     switches = [e.offset_s for e in events if isinstance(e, LanguageSwitched)]
     assert len(switches) == 1 and abs(switches[0] - 3.37) <= 0.2, switches  # the breath, 3.30-3.45 s
+
+
+class BusyTailSaysJapanese(TailSaysJapanese):
+    def load(self) -> float:  # a scheduler backed up: interim windows stretched to 4 s
+        return 3.0
+
+
+def test_under_load_a_suspected_switchs_confirming_probe_is_not_stretched():
+    stream = RecognitionStream(BusyTailSaysJapanese(), LoudnessVad(),
+                               StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
+    windows, switched = [], None
+    for k, chunk in enumerate(np.split(speech(10.0), 100)):
+        stream.feed(chunk)
+        events = stream.step()
+        windows += [k] * (stream.stats.windows - len(windows))
+        if switched is None and any(isinstance(e, LanguageSwitched) for e in events):
+            switched = k
+    assert windows[:2] == [39, 49] and switched == 49, (windows, switched)  # 4 s apart, then 1 s
+
+
+class BusyHearsPitch(HearsPitch):
+    def load(self) -> float:  # a scheduler backed up: interim windows stretched to 2 s
+        return 1.0
+
+
+def test_probes_spaced_out_under_load_that_step_over_a_short_turn_leave_it_to_the_final_scan():
+    """Probes 2 s apart (a loaded stream) get one vote inside a 2.5 s Japanese turn, not the two
+    a switch needs: the segment counts as not covered, and the final's scan splits it there."""
+    audio = np.concatenate([silence(0.3), tone(3.7, 220), silence(0.15), tone(2.5, 440), silence(0.15),
+                            tone(4.0, 220), silence(1.5)])
+    options = StreamOptions(languages=("en", "ja"), initial_language="en", padding=None)
+    finals = {}
+    for scan in ("missed", "off"):
+        events = run(RecognitionStream(BusyHearsPitch(), LoudnessVad(), dataclasses.replace(options, final_switch_scan=scan)),
+                     audio, work="probe")
+        finals[scan] = [(e.language, round(e.start_s, 1)) for e in events if isinstance(e, Result) and e.is_final]
+    assert [lang for lang, _ in finals["off"]] == ["en"], finals  # the live probes missed the turn
+    assert [lang for lang, _ in finals["missed"]] == ["en", "ja", "en"], finals
+    assert abs(finals["missed"][1][1] - 4.1) <= 0.25 and abs(finals["missed"][2][1] - 6.7) <= 0.25, finals
