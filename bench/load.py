@@ -43,6 +43,8 @@ CONFIGS = {
     "ct2-nopauseinterims": {"TANDEM_ASR_INTERIM_IN_PAUSES": "false"},  # no interim windows in pauses (stream.py)
     "ct2-lean": {"TANDEM_ASR_INTERIM_DUTY": "0.5", "TANDEM_ASR_INTERIM_IN_PAUSES": "false"},  # both
     "ct2-norecheck": {"TANDEM_ASR_PROBE_RECHECK_ABOVE": "0"},  # unsure probes not re-checked (stream.py)
+    "ct2-speculate": {"TANDEM_ASR_SPECULATE_BELOW_BUSY": "2"},  # finals decoded ahead in pauses whatever the load
+    "ct2-nogaps": {"TANDEM_ASR_PROBE_GAPS": "false"},  # spaced-out windows probe only their tail (stream.py)
     "ct2-noscan": {"TANDEM_ASR_FINAL_SWITCH_SCAN": "off"},  # no switch scan at finals (stream.py)
     "ct2-inline": {"TANDEM_ASR_BACKGROUND_WINDOWS": "false"},  # interim windows block VAD and finals (servicer.py)
     "ct2-greedy": {"TANDEM_ASR_BEAM_SIZE": "1"},  # greedy finals

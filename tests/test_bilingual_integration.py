@@ -23,7 +23,7 @@ from bench.manifest import speech_bounds
 from clients.scoring import edit_distance, error_rate, normalize, tokens
 from services.asr.language import convert_script, script_language
 from tests.conftest import load_jsonl, read_wav
-from tests.test_pipeline import _secs, attribute, finals, run_session, session_config
+from tests.test_pipeline import _secs, attribute, finals, result_order_faults, run_session, session_config
 from tandem.asr.v1 import asr_pb2, asr_pb2_grpc
 from tandem.session.v1 import session_pb2, session_pb2_grpc
 
@@ -420,21 +420,6 @@ def test_a_live_client_after_a_stall_catches_up_without_losing_audio(stack, eval
 
 # ---- background windows: a live client's windows run beside its VAD and finals --------------
 
-def _results_in_order(responses) -> list[str]:
-    """Protocol faults: a result for a segment after its final, or an interim revision that does
-    not rise (a window in the background hands its result over on the stream's own thread)."""
-    faults, closed, revisions = [], set(), {}
-    for x in results(responses):
-        if x.segment_id in closed:
-            faults.append(f"segment {x.segment_id}: result after its final")
-        elif not x.is_final and x.revision <= revisions.get(x.segment_id, -1):
-            faults.append(f"segment {x.segment_id}: revision {x.revision} after {revisions[x.segment_id]}")
-        revisions[x.segment_id] = x.revision
-        if x.is_final:
-            closed.add(x.segment_id)
-    return faults
-
-
 def test_a_live_client_with_switches_and_no_pauses_gets_them_from_windows_run_in_the_background(stack, eval_dir):
     """ko/en/ko turns with no pause between them, at real-time pace (windows run in the
     background once the client is known to be live): each turn gets its finals in its own
@@ -445,7 +430,7 @@ def test_a_live_client_with_switches_and_no_pauses_gets_them_from_windows_run_in
     show("live", live)
     errors = _segment_errors(stream, live)
     print(f"per segment (language, finals' languages, error): {errors}")
-    assert _results_in_order(live) == []
+    assert result_order_faults(results(live)) == []
     assert {(s.from_language_code, s.to_language_code) for s in switches(live)} >= {("en", "ko"), ("ko", "en")}
     for language, languages, error in errors:
         assert languages and set(languages) == {language}

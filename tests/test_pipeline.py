@@ -57,6 +57,21 @@ def sessions(stack, eval_dir):
     return out
 
 
+def result_order_faults(results) -> list[str]:
+    """Protocol faults among results in arrival order (anything with segment_id, revision and
+    is_final): a result for a segment after its final, or an interim revision that does not rise."""
+    faults, closed, revisions = [], set(), {}
+    for x in results:
+        if x.segment_id in closed:
+            faults.append(f"segment {x.segment_id}: result after its final")
+        elif not x.is_final and x.revision <= revisions.get(x.segment_id, -1):
+            faults.append(f"segment {x.segment_id}: revision {x.revision} after {revisions[x.segment_id]}")
+        revisions[x.segment_id] = x.revision
+        if x.is_final:
+            closed.add(x.segment_id)
+    return faults
+
+
 def finals(responses):
     return [r.segment for r in responses if r.WhichOneof("event") == "segment" and r.segment.is_final]
 
@@ -91,16 +106,8 @@ def test_session_started_first_and_ids_unique_increasing(sessions):
         assert session_id and all(r.session_id == session_id for r in responses)
         ids = [s.segment_id for s in finals(responses)]
         assert ids and ids == sorted(set(ids)), (stream["id"], ids)
-        closed, revisions = set(), {}
-        for r in responses:
-            if r.WhichOneof("event") != "segment":
-                continue
-            seg = r.segment
-            assert seg.segment_id not in closed, f"{stream['id']}: revision after final of {seg.segment_id}"
-            assert seg.revision >= revisions.get(seg.segment_id, -1) + (0 if seg.is_final else 1) or seg.is_final
-            revisions[seg.segment_id] = seg.revision
-            if seg.is_final:
-                closed.add(seg.segment_id)
+        assert result_order_faults(r.segment for r in responses if r.WhichOneof("event") == "segment") == [], \
+            stream["id"]
         # a new segment never reuses a lower ID
         first_seen = list(dict.fromkeys(r.segment.segment_id for r in responses if r.WhichOneof("event") == "segment"))
         assert first_seen == sorted(first_seen)

@@ -86,3 +86,17 @@ def test_without_batching_every_call_runs_alone_and_errors_reach_the_caller():
     else:
         raise AssertionError("error not propagated")
     sched.close()
+
+
+def test_others_busy_is_the_share_of_the_last_two_seconds_spent_on_other_streams():
+    engine = FakeEngine()
+    sched = InferenceScheduler(engine, max_batch=8)
+    a, b = sched.for_stream(), sched.for_stream()
+    assert a.others_busy() == b.others_busy() == 0.0
+    running, _ = _submit_async(a, a.encode, [0.0] * 7)  # held by the gate for 0.4 s
+    time.sleep(0.4)
+    assert a.others_busy() == 0.0 and 0.18 <= b.others_busy() <= 0.5  # running so far: 0.4 s of 2 s
+    engine.gate.set()
+    running.join(5)
+    assert a.others_busy() == 0.0 and 0.18 <= b.others_busy() <= 0.5  # finished, still within the 2 s
+    sched.close()

@@ -50,6 +50,7 @@ class AsrSettings:
     beam_size: int = 5
     partial_interval_s: float = 1.0
     min_silence_s: float = 0.6
+    speculate_below_busy: float = 0.25  # the final is decoded ahead in a pause only while other streams took less of the workers' last 2 s (above 1 = always)
     interim_in_pauses: bool = True  # false: no interim windows while VAD hears a pause (stream.StreamOptions)
     max_segment_s: float = 15.0
     # Bilingual mechanisms (README, "How a stream is recognised"); each can be switched off.
@@ -59,6 +60,7 @@ class AsrSettings:
     switch_probe: bool = True
     final_switch_scan: str = "missed"  # "missed" | "always" | "off" (stream.StreamOptions)
     probe_recheck_above: float = 0.2  # an unsure probe is re-checked on its own encode (0 = never)
+    probe_gaps: bool = True  # windows spaced out under load also probe the stretch they stepped over
     short_text_chars: int = 6
     vad_flush: bool = True
     universal_padding: bool = True
@@ -100,11 +102,12 @@ class AsrRuntime:
                                     interim_duty=s.interim_duty)
         self.stream_defaults = StreamOptions(
             languages=("en",), beam_size=s.beam_size, partial_interval_s=s.partial_interval_s,
-            min_silence_s=s.min_silence_s, max_segment_s=s.max_segment_s, interim_in_pauses=s.interim_in_pauses,
+            min_silence_s=s.min_silence_s, speculate_below_busy=s.speculate_below_busy,
+            max_segment_s=s.max_segment_s, interim_in_pauses=s.interim_in_pauses,
             pair_constraint=s.pair_constraint,
             hysteresis=HysteresisOptions(windows=s.hysteresis_windows, threshold=s.hysteresis_threshold),
             switch_probe=s.switch_probe, final_switch_scan=s.final_switch_scan,
-            probe_recheck_above=s.probe_recheck_above, short_text_chars=s.short_text_chars, vad_flush=s.vad_flush,
+            probe_recheck_above=s.probe_recheck_above, probe_gaps=s.probe_gaps, short_text_chars=s.short_text_chars, vad_flush=s.vad_flush,
             padding=load_padding() if s.universal_padding else None, padding_cutoff_s=s.padding_cutoff_s,
             interim_quantum_s=s.interim_quantum_s or None, final_quantum_s=s.final_quantum_s or None,
             hallucination_guards=s.hallucination_guards, commit_prefix=s.commit_prefix,

@@ -15,6 +15,7 @@ Language detection is a single decoder step on an existing encoder output and ru
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import threading
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 FINAL, INTERIM = 0, 1
+BUSY_HORIZON_S = 2.0  # what `others_busy` looks back over
 
 
 @dataclasses.dataclass(order=True)
@@ -50,6 +52,8 @@ class InferenceScheduler:
         self.max_batch = max_batch if batching else 1
         self.max_queue = max_queue
         self._jobs: list[_Job] = []
+        self._running: list[tuple[float, frozenset[int]]] = []  # batches being run: (start, streams)
+        self._recent: collections.deque[tuple[float, float, frozenset[int]]] = collections.deque()  # (start, end, streams)
         self._cv = threading.Condition()
         self._seq = itertools.count()
         self._stream_ids = itertools.count()
@@ -68,6 +72,17 @@ class InferenceScheduler:
         """Queued jobs per worker (0 = idle)."""
         with self._cv:
             return len(self._jobs) / len(self._workers)
+
+    def others_busy(self, stream: int) -> float:
+        """Share of the workers' last `BUSY_HORIZON_S` spent on batches holding other streams'
+        jobs (running ones so far): 0 = they left it all to `stream`, 1 = none left."""
+        now = time.monotonic()
+        since = now - BUSY_HORIZON_S
+        with self._cv:
+            spans = [(start, end) for start, end, streams in self._recent if streams - {stream}]
+            spans += [(start, now) for start, streams in self._running if streams - {stream}]
+        busy = sum(max(0.0, end - max(start, since)) for start, end in spans)
+        return busy / (BUSY_HORIZON_S * len(self._workers))
 
     def submit(self, kind: str, shape: tuple, args: tuple, priority: int, stream: int) -> Any:
         future: Future = Future()
@@ -107,6 +122,10 @@ class InferenceScheduler:
             batch = self._take()
             if batch is None:
                 return
+            results, error = None, None
+            running = (time.monotonic(), frozenset(j.stream for j in batch))
+            with self._cv:
+                self._running.append(running)
             try:
                 batched = getattr(self.engine, f"{batch[0].kind}_batch", None)
                 if batched is not None:
@@ -117,8 +136,16 @@ class InferenceScheduler:
                     results = [self.engine.decode(*j.args[:2], prompt=j.args[2], prefix=j.args[3], beam_size=j.args[4])
                                for j in batch]
             except BaseException as exc:  # noqa: BLE001 - delivered to the waiting streams
+                error = exc
+            with self._cv:
+                self._running.remove(running)
+                now = time.monotonic()
+                self._recent.append((running[0], now, running[1]))
+                while self._recent and self._recent[0][1] < now - BUSY_HORIZON_S:
+                    self._recent.popleft()
+            if error is not None:
                 for j in batch:
-                    j.future.set_exception(exc)
+                    j.future.set_exception(error)
                 continue
             self.batches += 1
             self.batched_jobs += len(batch)
@@ -145,6 +172,9 @@ class StreamEngine:
 
     def load(self) -> float:
         return self.scheduler.load()
+
+    def others_busy(self) -> float:
+        return self.scheduler.others_busy(self.stream)
 
     def encode(self, audio: np.ndarray, padding=None, quantum_s: float | None = None):
         engine = self.scheduler.engine

@@ -44,6 +44,10 @@ class StreamOptions:
     max_segment_s: float = 15.0  # force a final at the quietest point beyond this
     min_silence_s: float = 0.6  # VAD silence that ends a segment
     speculate_after_s: float = 0.3  # the final is decoded ahead once this much of that silence has passed
+    # ... while other streams took less than this share of the inference workers' last 2 s (above
+    # 1 = always). On a saturated machine a draft in a breath (speech resumes) blocked its stream for
+    # 1.3-1.9 s and its windows were dropped; there the final is decoded when VAD confirms the silence.
+    speculate_below_busy: float = 0.25
     # False: no interim window while VAD hears a pause in the open segment (its last `pause_s` all
     # below VAD's silence threshold): it would only add silence to the text, and on a busy machine
     # it delays the final decoded ahead in that pause; the window runs when speech resumes. Off
@@ -64,6 +68,10 @@ class StreamOptions:
     # probe gives the other language at least this much (but not a confident vote), those seconds
     # are encoded apart (no padding, interim quantum) and that judgement votes instead (0 = never).
     probe_recheck_above: float = 0.2
+    # A window more than 1.5 intervals after the last probe (windows spaced out under load), or the
+    # confirming one of a suspected switch, also probes where the missing probes would have ended,
+    # 0.5 s apart, on slices of its own encoder output (one batched decoder step): `_unprobed_ends`.
+    probe_gaps: bool = True
     # A segment of at least 2 probe spans that the live probes did not cover (a stretch of over 1.5
     # intervals without one: windows dropped by catch-up or the duty cycle, or spaced out under load),
     # or whose first language vote came so late that it judged later audio, is
@@ -242,12 +250,11 @@ class RecognitionStream:
         o = self.options
         if self.total - seg.start >= o.max_segment_s * SAMPLE_RATE:
             return self._force_cut()
-        silence = self._segmenter.silence_start
-        if silence is not None and o.vad_flush and \
-                (self._segmenter.frames_seen - silence) * FRAME_SAMPLES >= o.speculate_after_s * SAMPLE_RATE:
-            # Speech has probably ended: decode the final now, so it is ready when the silence is confirmed.
-            end = min(self.total, silence * FRAME_SAMPLES + int(o.speech_pad_s * SAMPLE_RATE))
-            self._draft_final(seg, end, None)
+        end = self._speech_probably_ended()
+        if end is not None:  # decode the final now, so it is ready when the silence is confirmed ...
+            others = getattr(self.engine, "others_busy", None)  # ... unless other streams keep the machine busy
+            if others is None or others() < o.speculate_below_busy:
+                self._draft_final(seg, end, None)
             return []
         if work == "none" or self._window_running or (o.vad_flush and not o.interim_in_pauses and self._in_pause()):
             return []
@@ -269,10 +276,9 @@ class RecognitionStream:
         # interim text re-decodes the whole segment; a probe-only window needs only its tail
         audio = self._window(seg.start if text else max(seg.start, end - int(o.probe_window_s * SAMPLE_RATE)), end)
         seg.last_decode_end = end
-        if background is None:
+        if background is None:  # the window's result, then the cut at a switch it confirmed
             self._interim(seg, end, audio, text)
-            events = self._take_pending()
-            return events + (self._cut_at_pending_switch(seg) if seg.pending_switch is not None else [])
+            return self._take_pending() + self._step("none", None)
         self._window_running = True
         try:
             background(lambda: self._interim_in_background(seg, end, audio, text))
@@ -280,6 +286,15 @@ class RecognitionStream:
             self._window_running = False
             raise
         return []
+
+    def _speech_probably_ended(self) -> int | None:
+        """Where the open segment's final ends (the silence start plus the speech pad) once VAD has
+        heard `speculate_after_s` of the silence that would close it; None before."""
+        o, silence = self.options, self._segmenter.silence_start
+        if silence is None or not o.vad_flush or \
+                (self._segmenter.frames_seen - silence) * FRAME_SAMPLES < o.speculate_after_s * SAMPLE_RATE:
+            return None
+        return min(self.total, silence * FRAME_SAMPLES + int(o.speech_pad_s * SAMPLE_RATE))
 
     def _interim_in_background(self, seg: _Segment, end: int, audio: np.ndarray, text: bool) -> None:
         try:
@@ -319,13 +334,17 @@ class RecognitionStream:
         return self._segment is not None and self._segment.detector.first_vote_index is not None
 
     def finish(self) -> list[Event]:
-        """End of the audio: finalize what is open (a window still running is superseded)."""
+        """End of the audio: finalize what is open (a window still running is superseded). A
+        stream that ends in a pause long enough for its final to have been decoded ahead ends
+        that final where the speech did, so the one decoded ahead is sent, not decoded again."""
         with self._lock:
             events = self._take_pending()
             if self._segment is None:
                 return events
-            return events + [SpeechBoundary("end", self.total / SAMPLE_RATE),
-                             *self._finalize(self.total, "end_of_stream")]
+            end = self._speech_probably_ended()
+            if end is None or end <= self._segment.start:
+                end = self.total
+            return events + [SpeechBoundary("end", end / SAMPLE_RATE), *self._finalize(end, "end_of_stream")]
 
     # ---- model calls -------------------------------------------------------------------
     def _set_priority(self, priority: int) -> None:
@@ -452,6 +471,12 @@ class RecognitionStream:
         encoded = self._encode(audio, None if probing else o.interim_quantum_s)
         probs = self._detect(encoded)
         tail = self._detect(encoded, o.switch_probe_s) if probing else {}
+        # Windows spaced out under load probe, besides their tail, where the probes they stepped over
+        # would have ended (slices of this encoder output, one batch), so a short turn between two
+        # windows still gets its two votes.
+        gaps = self._unprobed_ends(seg, window_start, end) if probing and o.probe_gaps else []
+        gap_probs = self._detect_spans(encoded, [((g - window_start) / SAMPLE_RATE - o.switch_probe_s,
+                                                  (g - window_start) / SAMPLE_RATE) for g in gaps]) if gaps else []
         with self._lock:
             if self._segment is not seg:
                 return
@@ -467,17 +492,21 @@ class RecognitionStream:
             with self._lock:
                 if self._segment is not seg:
                     return
-                seg.probe_ends.append(end)
                 if seg.detector.committed is None:  # anchored on the segment's language, not on the first probe
                     seg.detector.reset(seg.language)
-                tail_language, tail_confidence = best(tail)
-                switched = seg.detector.vote(tail_language, tail_confidence, index=end) and tail_language != seg.language
-                old, first_vote_end = seg.language or tail_language, seg.detector.switch_index or end
-            if switched:
-                cut = self._locate_switch(seg, encoded, window_start, old, tail_language, first_vote_end)
+                new = None
+                for at, heard in [*zip(gaps, gap_probs), (end, tail)]:
+                    seg.probe_ends.append(at)
+                    language_at, confidence = best(heard)
+                    if seg.detector.vote(language_at, confidence, index=at) and language_at != seg.language:
+                        new = language_at
+                        break
+                old, first_vote_end = seg.language or new, seg.detector.switch_index or end
+            if new is not None:
+                cut = self._locate_switch(seg, encoded, window_start, old, new, first_vote_end)
                 with self._lock:
                     if self._segment is seg:
-                        seg.pending_switch = (cut, old, tail_language)
+                        seg.pending_switch = (cut, old, new)
                 return
         if not text:
             return
@@ -498,6 +527,23 @@ class RecognitionStream:
                 language=language, confidence=seg.confidence, text=convert_script(decoded, language),
             ))
             seg.revision += 1
+
+    def _unprobed_ends(self, seg: _Segment, window_start: int, end: int) -> list[int]:
+        """Where probes are missing before this window's `end`: none while windows keep about the
+        interval (up to 1.5 of them since the last probe) and no switch is suspected; over a longer
+        stretch (windows spaced out under load), or before a suspected switch's confirming probe,
+        ends 0.5 s apart as the final's scan has them, so a short turn still gets two votes (a
+        2.5 s turn holds its 2 s slices only over 0.5 s). Only where the probe's 2 s slice lies
+        inside the window's audio."""
+        o = self.options
+        probe = int(o.switch_probe_s * SAMPLE_RATE)
+        since = seg.probe_ends[-1] if seg.probe_ends else \
+            seg.start + probe + int((1.0 - o.partial_interval_s) * SAMPLE_RATE)  # (the first probe is due at 3 s)
+        if end - since <= 1.5 * o.partial_interval_s * SAMPLE_RATE and seg.detector.first_vote_index is None:
+            return []
+        step = SAMPLE_RATE // 2
+        first = max(since + step, seg.start + probe + SAMPLE_RATE, window_start + probe)
+        return list(range(first, end - step // 2, step))
 
     def _in_drafted_pause(self, seg: _Segment) -> bool:
         """VAD is still in the silence the segment's final was drafted in (speculatively)."""
@@ -528,9 +574,12 @@ class RecognitionStream:
                     seg.detector.reset(language)
                 # Probe-only windows (a loaded live stream's) commit no text: a confident one locks
                 # it instead, so a later window lying half over the next language does not
-                # re-anchor the switch probe on that language. (With interim text, locking on one
-                # vote measured worse: zh CER 0.254 -> 0.304 in `make eval --fast`.)
-                seg.language_fixed = not text and long_enough and confidence >= o.hysteresis.threshold
+                # re-anchor the switch probe on that language. Only from the length the probe
+                # starts at (3 s): Whisper gave the first 2 s of a Chinese turn English 0.94-0.99,
+                # and a lock there cut that head off as an empty English final. (With interim
+                # text, locking on one vote measured worse: zh CER 0.254 -> 0.304, `make eval --fast`.)
+                probed = end - seg.start >= (o.switch_probe_s + 1.0) * SAMPLE_RATE
+                seg.language_fixed = not text and probed and confidence >= o.hysteresis.threshold
         seg.confidence = probs.get(seg.language, 0.0) if seg.language else confidence
         return language
 
