@@ -587,3 +587,24 @@ def test_the_final_is_decoded_ahead_in_a_pause_only_while_other_streams_leave_ro
                 drafted_at[busy] = (k + 1) / 10  # seconds of audio received
         assert engine.decodes.count(StreamOptions.beam_size) == 1
     assert 2.6 <= drafted_at[0.0] <= 2.8 and 2.9 <= drafted_at[0.5] <= 3.1, drafted_at
+
+
+class SlicesUnsure(TailSaysJapanese):
+    """The trailing probe sounds Japanese; the slices before it are unsure (0.5)."""
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        if span is not None:
+            return {"ja": 0.5, "en": 0.5}
+        return super().detect(encoded, pair, last_seconds, span)
+
+
+def test_an_unsure_gap_slice_does_not_delay_a_suspected_switchs_confirmation():
+    switched_at = {}
+    for gaps in (True, False):
+        stream = RecognitionStream(SlicesUnsure(), LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None, probe_gaps=gaps))
+        for k, chunk in enumerate(np.split(speech(8.0), 80)):
+            stream.feed(chunk)
+            if any(isinstance(e, LanguageSwitched) for e in stream.step()) and gaps not in switched_at:
+                switched_at[gaps] = k
+    assert switched_at[True] == switched_at[False] == 39, switched_at  # first vote at 3 s, confirmed at 4 s

@@ -498,6 +498,8 @@ class RecognitionStream:
                 for at, heard in [*zip(gaps, gap_probs), (end, tail)]:
                     seg.probe_ends.append(at)
                     language_at, confidence = best(heard)
+                    if at != end and confidence < o.hysteresis.threshold:
+                        continue  # an unsure gap slice abstains (only the tail's doubt resets a pending switch)
                     if seg.detector.vote(language_at, confidence, index=at) and language_at != seg.language:
                         new = language_at
                         break
@@ -534,7 +536,8 @@ class RecognitionStream:
         stretch (windows spaced out under load), or before a suspected switch's confirming probe,
         ends 0.5 s apart as the final's scan has them, so a short turn still gets two votes (a
         2.5 s turn holds its 2 s slices only over 0.5 s). Only where the probe's 2 s slice lies
-        inside the window's audio."""
+        inside the window's audio. A gap slice short of a confident vote abstains: slices of a
+        window lag the language after a switch, and their doubt delayed confirmations by a window."""
         o = self.options
         probe = int(o.switch_probe_s * SAMPLE_RATE)
         since = seg.probe_ends[-1] if seg.probe_ends else \
