@@ -4,12 +4,14 @@ Streams no longer call the engine directly; each gets a `StreamEngine` facade (s
 interface) whose calls go through the `InferenceScheduler`:
 
 - priorities: finals (and finals decoded ahead in a pause) before interim windows;
-- fairness: within a priority, the job that has waited longest goes first (each stream
-  has at most one job queued: its thread waits for the result);
+- fairness: within a priority, the job that has waited longest goes first (a stream has
+  at most one job queued per thread: each waits for its result);
 - batching: encodes of the same padded length and decodes of the same shape (beam, padded
   length, prefix or not) from different streams run as one batched engine call;
 - a bounded queue and a load signal (`load()`: queued work per worker) that streams use
-  to stretch their interim interval under load, so finals keep their latency.
+  to stretch their interim interval under load, so finals keep their latency;
+- `others_busy(stream)`: the share of the workers' last 2 s that went to other streams'
+  batches, which a stream reads before decoding its final ahead in a pause.
 Language detection is a single decoder step on an existing encoder output and runs inline.
 """
 
