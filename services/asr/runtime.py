@@ -50,7 +50,7 @@ class AsrSettings:
     beam_size: int = 5
     partial_interval_s: float = 1.0
     min_silence_s: float = 0.6
-    speculate_below_busy: float = 0.25  # the final is decoded ahead in a pause only while other streams took less of the workers' last 2 s (above 1 = always)
+    speculate_below_busy: float = 0.25  # decode the final ahead in a pause only below this others' share (above 1 = always)
     interim_in_pauses: bool = True  # false: no interim windows while VAD hears a pause (stream.StreamOptions)
     max_segment_s: float = 15.0
     # Bilingual mechanisms (README, "How a stream is recognised"); each can be switched off.
@@ -107,7 +107,8 @@ class AsrRuntime:
             pair_constraint=s.pair_constraint,
             hysteresis=HysteresisOptions(windows=s.hysteresis_windows, threshold=s.hysteresis_threshold),
             switch_probe=s.switch_probe, final_switch_scan=s.final_switch_scan,
-            probe_recheck_above=s.probe_recheck_above, probe_gaps=s.probe_gaps, short_text_chars=s.short_text_chars, vad_flush=s.vad_flush,
+            probe_recheck_above=s.probe_recheck_above, probe_gaps=s.probe_gaps, short_text_chars=s.short_text_chars,
+            vad_flush=s.vad_flush,
             padding=load_padding() if s.universal_padding else None, padding_cutoff_s=s.padding_cutoff_s,
             interim_quantum_s=s.interim_quantum_s or None, final_quantum_s=s.final_quantum_s or None,
             hallucination_guards=s.hallucination_guards, commit_prefix=s.commit_prefix,

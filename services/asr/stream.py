@@ -15,6 +15,7 @@ into protobuf messages.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from typing import Callable, Union
@@ -467,13 +468,10 @@ class RecognitionStream:
         self._set_priority(INTERIM)
         o = self.options
         window_start = end - len(audio)
-        probing = o.switch_probe and len(self.pair) > 1 and end - seg.start >= (o.switch_probe_s + 1.0) * SAMPLE_RATE
+        probing = o.switch_probe and len(self.pair) > 1 and end - seg.start >= self._probe_from
         encoded = self._encode(audio, None if probing else o.interim_quantum_s)
         probs = self._detect(encoded)
         tail = self._detect(encoded, o.switch_probe_s) if probing else {}
-        # Windows spaced out under load probe, besides their tail, where the probes they stepped over
-        # would have ended (slices of this encoder output, one batch), so a short turn between two
-        # windows still gets its two votes.
         gaps = self._unprobed_ends(seg, window_start, end) if probing and o.probe_gaps else []
         gap_probs = self._detect_spans(encoded, [((g - window_start) / SAMPLE_RATE - o.switch_probe_s,
                                                   (g - window_start) / SAMPLE_RATE) for g in gaps]) if gaps else []
@@ -530,22 +528,27 @@ class RecognitionStream:
             ))
             seg.revision += 1
 
+    @property
+    def _probe_from(self) -> int:
+        """Samples into a segment from which a window probes its tail for a switch: the probe's
+        `switch_probe_s` and 1 s before them (3 s). Also where the final's scan starts counting."""
+        return math.ceil((self.options.switch_probe_s + 1.0) * SAMPLE_RATE)
+
     def _unprobed_ends(self, seg: _Segment, window_start: int, end: int) -> list[int]:
         """Where probes are missing before this window's `end`: none while windows keep about the
         interval (up to 1.5 of them since the last probe) and no switch is suspected; over a longer
         stretch (windows spaced out under load), or before a suspected switch's confirming probe,
         ends 0.5 s apart as the final's scan has them, so a short turn still gets two votes (a
         2.5 s turn holds its 2 s slices only over 0.5 s). Only where the probe's 2 s slice lies
-        inside the window's audio. A gap slice short of a confident vote abstains: slices of a
-        window lag the language after a switch, and their doubt delayed confirmations by a window."""
+        inside the window's audio."""
         o = self.options
-        probe = int(o.switch_probe_s * SAMPLE_RATE)
-        since = seg.probe_ends[-1] if seg.probe_ends else \
-            seg.start + probe + int((1.0 - o.partial_interval_s) * SAMPLE_RATE)  # (the first probe is due at 3 s)
-        if end - since <= 1.5 * o.partial_interval_s * SAMPLE_RATE and seg.detector.first_vote_index is None:
+        interval = int(o.partial_interval_s * SAMPLE_RATE)
+        first_probe = seg.start + self._probe_from
+        since = seg.probe_ends[-1] if seg.probe_ends else first_probe - interval
+        if end - since <= 1.5 * interval and seg.detector.first_vote_index is None:
             return []
         step = SAMPLE_RATE // 2
-        first = max(since + step, seg.start + probe + SAMPLE_RATE, window_start + probe)
+        first = max(since + step, first_probe, window_start + int(o.switch_probe_s * SAMPLE_RATE))
         return list(range(first, end - step // 2, step))
 
     def _in_drafted_pause(self, seg: _Segment) -> bool:
@@ -581,7 +584,7 @@ class RecognitionStream:
                 # starts at (3 s): Whisper gave the first 2 s of a Chinese turn English 0.94-0.99,
                 # and a lock there cut that head off as an empty English final. (With interim
                 # text, locking on one vote measured worse: zh CER 0.254 -> 0.304, `make eval --fast`.)
-                probed = end - seg.start >= (o.switch_probe_s + 1.0) * SAMPLE_RATE
+                probed = end - seg.start >= self._probe_from
                 seg.language_fixed = not text and probed and confidence >= o.hysteresis.threshold
         seg.confidence = probs.get(seg.language, 0.0) if seg.language else confidence
         return language
@@ -616,11 +619,11 @@ class RecognitionStream:
         duration = encoded.duration_s
         if duration < 2 * o.switch_probe_s + 0.5:
             return None
-        late_vote = seg.first_vote_at is None or seg.first_vote_at - seg.start >= (o.switch_probe_s + 1.0) * SAMPLE_RATE
+        late_vote = seg.first_vote_at is None or seg.first_vote_at - seg.start >= self._probe_from
         # Covered: from where a live probe can first end (3 s in) to the end, no stretch of more
         # than 1.5 intervals without one. Sparser probes (a loaded stream's) can step over a
         # short turn: two votes are needed inside it.
-        marks = [seg.start + int((o.switch_probe_s + 1.0) * SAMPLE_RATE), *sorted(seg.probe_ends),
+        marks = [seg.start + self._probe_from, *sorted(seg.probe_ends),
                  seg.start + int(duration * SAMPLE_RATE)]
         covered = bool(seg.probe_ends) and all(
             later - earlier <= 1.5 * o.partial_interval_s * SAMPLE_RATE for earlier, later in zip(marks, marks[1:]))
