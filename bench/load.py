@@ -44,10 +44,12 @@ CONFIGS = {
     "ct2-lean": {"TANDEM_ASR_INTERIM_DUTY": "0.5", "TANDEM_ASR_INTERIM_IN_PAUSES": "false"},  # both
     "ct2-norecheck": {"TANDEM_ASR_PROBE_RECHECK_ABOVE": "0"},  # unsure probes not re-checked (stream.py)
     "ct2-speculate": {"TANDEM_ASR_SPECULATE_BELOW_BUSY": "2"},  # finals decoded ahead in pauses whatever the load
+    "ct2-late": {"TANDEM_ASR_SPECULATE_AFTER_S": "0.3"},  # finals decoded ahead 0.3 s into a pause, not 0.15
     "ct2-nogaps": {"TANDEM_ASR_PROBE_GAPS": "false"},  # spaced-out windows probe only their tail (stream.py)
     "ct2-noscan": {"TANDEM_ASR_FINAL_SWITCH_SCAN": "off"},  # no switch scan at finals (stream.py)
     "ct2-inline": {"TANDEM_ASR_BACKGROUND_WINDOWS": "false"},  # interim windows block VAD and finals (servicer.py)
     "ct2-greedy": {"TANDEM_ASR_BEAM_SIZE": "1"},  # greedy finals
+    "ct2-beam5": {"TANDEM_ASR_LONG_FINAL_BEAM": "0"},  # finals over 6 s keep beam 5 (not 2)
     "ct2-2threads": {"TANDEM_ASR_INFERENCE_THREADS": "2", "TANDEM_ASR_INTRA_THREADS": "1"},
     "ct2-2workers": {"TANDEM_ASR_INTRA_THREADS": "1"},  # with asr_workers=2 (below)
     "torch": {"TANDEM_ASR_ENGINE": "torch"},

@@ -48,8 +48,11 @@ class AsrSettings:
     interim_duty: float = 1.0  # a live stream's interim windows take at most this share of its time (1 = no rest)
     background_windows: bool = True  # a live stream's interim windows run beside its VAD and finals (servicer)
     beam_size: int = 5
+    long_final_beam: int = 2  # the final's beam for segments longer than long_final_s (0 = beam_size)
+    long_final_s: float = 6.0
     partial_interval_s: float = 1.0
     min_silence_s: float = 0.6
+    speculate_after_s: float = 0.15  # the final is decoded ahead this far into a pause (stream.StreamOptions)
     speculate_below_busy: float = 0.25  # decode the final ahead in a pause only below this others' share (above 1 = always)
     interim_in_pauses: bool = True  # false: no interim windows while VAD hears a pause (stream.StreamOptions)
     max_segment_s: float = 15.0
@@ -95,14 +98,19 @@ class AsrRuntime:
         s = settings
         if s.final_switch_scan not in ("missed", "always", "off"):
             raise ValueError(f"TANDEM_ASR_FINAL_SWITCH_SCAN must be 'missed', 'always' or 'off', not {s.final_switch_scan!r}")
+        if not 0 <= s.speculate_after_s < s.min_silence_s:
+            raise ValueError(f"TANDEM_ASR_SPECULATE_AFTER_S must be in [0, TANDEM_ASR_MIN_SILENCE_S), "
+                             f"not {s.speculate_after_s}")
         if not 0 <= s.probe_recheck_above < 1:
             raise ValueError(f"TANDEM_ASR_PROBE_RECHECK_ABOVE must be in [0, 1), not {s.probe_recheck_above}")
         self.pacing = PacingOptions(text_backlog_s=s.catch_up_text_s or float("inf"),
                                     probe_backlog_s=s.catch_up_probe_s or float("inf"),
                                     interim_duty=s.interim_duty)
         self.stream_defaults = StreamOptions(
-            languages=("en",), beam_size=s.beam_size, partial_interval_s=s.partial_interval_s,
-            min_silence_s=s.min_silence_s, speculate_below_busy=s.speculate_below_busy,
+            languages=("en",), beam_size=s.beam_size, long_final_beam=s.long_final_beam, long_final_s=s.long_final_s,
+            partial_interval_s=s.partial_interval_s,
+            min_silence_s=s.min_silence_s, speculate_after_s=s.speculate_after_s,
+            speculate_below_busy=s.speculate_below_busy,
             max_segment_s=s.max_segment_s, interim_in_pauses=s.interim_in_pauses,
             pair_constraint=s.pair_constraint,
             hysteresis=HysteresisOptions(windows=s.hysteresis_windows, threshold=s.hysteresis_threshold),

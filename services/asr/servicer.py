@@ -179,15 +179,16 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             pacing.close()
 
     def _process(self, stream, pacing: LivePacing, arrivals: queue.Queue, context, options: StreamOptions):
-        def in_background(window) -> None:
+        def in_background(job, window: bool = True) -> None:  # an interim window, or a final decoded ahead
             def run() -> None:
                 started = time.perf_counter()
                 try:
-                    window()
+                    job()
                 finally:
-                    pacing.window_took(time.perf_counter() - started)  # a slow one: the next one probes only
+                    if window:
+                        pacing.window_took(time.perf_counter() - started)  # a slow one: the next one probes only
                     arrivals.put(_WINDOW_DONE)  # wakes this loop to send what it left
-            threading.Thread(target=run, name="asr-window", daemon=True).start()
+            threading.Thread(target=run, name="asr-window" if window else "asr-draft", daemon=True).start()
 
         def step():
             work = pacing.interim_work(urgent=stream.switch_suspected)

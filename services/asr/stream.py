@@ -44,7 +44,9 @@ class StreamOptions:
     min_decode_s: float = 0.4  # no interim decode before this much speech
     max_segment_s: float = 15.0  # force a final at the quietest point beyond this
     min_silence_s: float = 0.6  # VAD silence that ends a segment
-    speculate_after_s: float = 0.3  # the final is decoded ahead once this much of that silence has passed
+    # The final is decoded ahead once this much of that silence has passed (`make load`, N = 1:
+    # final p95 1.56 s at 0.3, 1.42 s at 0.15; a live stream's draft in a breath is dropped).
+    speculate_after_s: float = 0.15
     # ... while other streams took less than this share of the inference workers' last 2 s (above
     # 1 = always). On a saturated machine a draft in a breath (speech resumes) blocked its stream for
     # 1.3-1.9 s and its windows were dropped; there the final is decoded when VAD confirms the silence.
@@ -59,6 +61,10 @@ class StreamOptions:
     speech_pad_s: float = 0.15  # audio kept after speech end
     onset_pad_s: float = 0.4  # audio kept before speech start (Silero reacts late to soft onsets)
     beam_size: int = 5  # final decode (interim windows are greedy)
+    # ... narrowed to this for finals longer than `long_final_s` (0 = not narrowed): a beam-5
+    # decode of 9 s of English took 0.88 s here, beam 2 0.65 s (error rates in README, Benchmarks).
+    long_final_beam: int = 2
+    long_final_s: float = 6.0
     # --- mechanisms (each can be switched off for ablations) ---------------------------
     pair_constraint: bool = True  # Whisper's language token restricted to the pair
     hysteresis: HysteresisOptions = HysteresisOptions()  # windows=1, threshold=0 switches it off
@@ -199,6 +205,8 @@ class RecognitionStream:
         self._window_running = False
         self._window_done_at = 0  # stream sample when the last background text window finished
         self._window_error: BaseException | None = None
+        self._drafting: tuple | None = None  # key of the final being decoded ahead on another thread
+        self._draft_done = threading.Condition()
         self._stats_lock = threading.Lock()
         self.on_window: Callable[[float], None] | None = None  # metrics hook: seconds of one model call
         self.on_suppressed: Callable[[str], None] | None = None  # metrics hook: hallucination reason
@@ -231,13 +239,15 @@ class RecognitionStream:
         return events
 
     def step(self, work: InterimWork = "text",
-             background: Callable[[Callable[[], None]], None] | None = None) -> list[Event]:
+             background: Callable[..., None] | None = None) -> list[Event]:
         """At most one interim window on the open segment, if one is due. A caller behind real
         time (`pacing.LivePacing`) asks for less: "probe" runs the window's language votes and
         switch probe without the interim text; "none" only the forced cut and the final
-        decoded ahead. With `background` (runs a function on another thread) the window's model
-        calls run there; its interim result, or the switch it confirms, comes out of the next
-        feed/step/finish, and a final made meanwhile supersedes it. One window at a time."""
+        decoded ahead. With `background` (`background(job, window=True)` runs `job` on another
+        thread; `window=False` for a final decoded ahead) the window's model calls run there;
+        its interim result, or the switch it confirms, comes out of the next feed/step/finish,
+        and a final made meanwhile supersedes it. One window at a time, and none while a final
+        is decoded ahead."""
         with self._lock:
             events = self._take_pending()
             return events + self._step(work, background)
@@ -249,16 +259,20 @@ class RecognitionStream:
         if seg.pending_switch is not None:  # confirmed by a window that ran in the background
             return self._cut_at_pending_switch(seg)
         o = self.options
-        if self.total - seg.start >= o.max_segment_s * SAMPLE_RATE:
-            return self._force_cut()
         end = self._speech_probably_ended()
+        if end is None and self.total - seg.start >= o.max_segment_s * SAMPLE_RATE:
+            return self._force_cut()  # (in a pause VAD is about to end the segment: no cut)
         if end is not None:  # decode the final now, so it is ready when the silence is confirmed ...
             others = getattr(self.engine, "others_busy", None)  # ... unless other streams keep the machine busy
             if others is None or others() < o.speculate_below_busy:
-                self._draft_final(seg, end, None)
+                if background is None:
+                    self._draft_final(seg, end, None)
+                else:
+                    self._draft_in_background(seg, end, background)
             return []
-        if work == "none" or self._window_running or (o.vad_flush and not o.interim_in_pauses and self._in_pause()):
-            return []
+        if work == "none" or self._window_running or self._drafting is not None or \
+                (o.vad_flush and not o.interim_in_pauses and self._in_pause()):
+            return []  # (a draft still running is dropped at its next model call: speech resumed)
         interval = o.partial_interval_s
         load = getattr(self.engine, "load", None)
         # A busy scheduler stretches interim windows (finals keep their latency), but not a
@@ -296,6 +310,39 @@ class RecognitionStream:
                 (self._segmenter.frames_seen - silence) * FRAME_SAMPLES < o.speculate_after_s * SAMPLE_RATE:
             return None
         return min(self.total, silence * FRAME_SAMPLES + int(o.speech_pad_s * SAMPLE_RATE))
+
+    def _draft_in_background(self, seg: _Segment, end: int, background) -> None:
+        """Decode the final ahead on another thread (a live stream's): VAD goes on meanwhile, the
+        draft is dropped at its next model call once speech resumes (a breath costs at most one
+        model call, not the stream's time), and the final made when the silence is confirmed
+        waits for it (`_draft_final`)."""
+        key = self._draft_key(seg, end, None)
+        if self._drafting is not None or (seg.draft is not None and seg.draft.key == key):
+            return
+        audio = self._window(seg.start, end)
+
+        def wanted() -> bool:  # read without the lock: a stale answer costs one model call at most
+            if self._segment is not seg:
+                return False
+            ended = self._speech_probably_ended()  # None once VAD confirmed the silence (the final waits)
+            return ended == end or (ended is None and not self._segmenter.in_speech)
+
+        def run() -> None:
+            try:
+                self._decode_final(seg, end, None, audio, wanted)
+            except Exception:  # noqa: BLE001 - the final decodes it again, and raises there
+                pass
+            finally:
+                with self._draft_done:
+                    self._drafting = None
+                    self._draft_done.notify_all()
+
+        self._drafting = key
+        try:
+            background(run, window=False)
+        except BaseException:
+            self._drafting = None
+            raise
 
     def _interim_in_background(self, seg: _Segment, end: int, audio: np.ndarray, text: bool) -> None:
         try:
@@ -419,11 +466,13 @@ class RecognitionStream:
         if self.on_suppressed:
             self.on_suppressed(reason)
 
-    def _final_beam(self) -> int:
-        """The configured beam while the scheduler keeps up; narrower under load (finals keep their latency)."""
+    def _final_beam(self, seconds: float) -> int:
+        """The configured beam (narrower for a long final) while the scheduler keeps up; narrower
+        under load (finals keep their latency)."""
         load = getattr(self.engine, "load", None)
         backlog = load() if load is not None else 0.0
-        beam = self.options.beam_size
+        o = self.options
+        beam = min(o.beam_size, o.long_final_beam or o.beam_size) if seconds > o.long_final_s else o.beam_size
         return beam if backlog < 1 else min(beam, 2) if backlog < 3 else 1
 
     def _prompt(self, language: str) -> str:
@@ -552,9 +601,10 @@ class RecognitionStream:
         return list(range(first, end - step // 2, step))
 
     def _in_drafted_pause(self, seg: _Segment) -> bool:
-        """VAD is still in the silence the segment's final was drafted in (speculatively)."""
+        """VAD is still in the silence the segment's final was drafted (or is being drafted) in."""
         silence = self._segmenter.silence_start
-        return seg.draft is not None and silence is not None and seg.draft.key[1] >= silence * FRAME_SAMPLES
+        keys = [k for k in (seg.draft.key if seg.draft else None, self._drafting) if k and k[0] == seg.start]
+        return silence is not None and any(k[1] >= silence * FRAME_SAMPLES for k in keys)
 
     def _vote(self, seg: _Segment, end: int, probs: dict[str, float], text: bool) -> str:
         """A window's whole-window language vote on its segment; returns the language it is
@@ -683,18 +733,33 @@ class RecognitionStream:
         self._open(cut, language or self.language, fixed=language is not None)
         return events
 
+    @staticmethod
+    def _draft_key(seg: _Segment, end: int, language: str | None) -> tuple:
+        return seg.start, end, len(seg.votes), language, seg.pending_switch
+
     def _draft_final(self, seg: _Segment, end: int, language: str | None) -> "_Draft | None":
-        """Decode a segment's final (no state changes); reused when nothing changed since."""
-        key = (seg.start, end, len(seg.votes), language, seg.pending_switch)
+        """A segment's final (no state changes): the one decoded ahead if nothing changed since
+        (waiting for it if it is still being decoded on another thread), else decoded now."""
+        key = self._draft_key(seg, end, language)
+        with self._draft_done:
+            self._draft_done.wait_for(lambda: self._drafting != key)
         if seg.draft is not None and seg.draft.key == key:
             return seg.draft
+        return self._decode_final(seg, end, language, self._window(seg.start, end))
+
+    def _decode_final(self, seg: _Segment, end: int, language: str | None, audio: np.ndarray,
+                      wanted: Callable[[], bool] = lambda: True) -> "_Draft | None":
+        """Decode a segment's final into `seg.draft`; a draft that is no longer `wanted` is
+        dropped before its next model call (None)."""
+        key = self._draft_key(seg, end, language)
         self._set_priority(FINAL)
-        audio = self._window(seg.start, end)
         if len(audio) < int(0.1 * SAMPLE_RATE):
             seg.draft = None
             return None
         o = self.options
         encoded = self._encode(audio, o.final_quantum_s)
+        if not wanted():
+            return None
         probs = self._detect(encoded)
         forced = language or (seg.language if seg.opened_by_switch else None)
         if seg.pending_switch is not None and seg.start < seg.pending_switch[0] < end:
@@ -713,7 +778,9 @@ class RecognitionStream:
         # LocalAgreement: optionally force what interim windows committed (if in this language).
         prefix = join_units(seg.agreement.committed) if lang == seg.language and o.commit_prefix else ""
         prefix = prefix.rstrip(".,!?;:。、，！？")  # an interim's closing punctuation must not stop the final
-        text = self._guard(self._decode(encoded, lang, prefix, self._final_beam()))
+        if not wanted():
+            return None
+        text = self._guard(self._decode(encoded, lang, prefix, self._final_beam(encoded.duration_s)))
         commit = True
         if not forced and not seg.language_fixed and len(self.pair) > 1:
             hysteresis = o.hysteresis
@@ -727,7 +794,8 @@ class RecognitionStream:
             commit = decision.commit
             if decision.language != lang:
                 lang = decision.language
-                text = self._guard(self._decode(encoded, lang, "", self._final_beam()))  # same encoder output
+                beam = self._final_beam(encoded.duration_s)
+                text = self._guard(self._decode(encoded, lang, "", beam))  # same encoder output
         if not forced and len(self.pair) > 1 and o.short_text_chars:
             proven = script_contradiction(text, lang, self.pair)
             if proven is not None:  # e.g. English words decoded under ja: tagged (and translated) as English
