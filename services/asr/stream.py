@@ -44,7 +44,7 @@ class StreamOptions:
     min_decode_s: float = 0.4  # no interim decode before this much speech
     max_segment_s: float = 15.0  # force a final at the quietest point beyond this
     min_silence_s: float = 0.6  # VAD silence that ends a segment
-    # The final is decoded ahead once this much of that silence has passed (`make load`, N = 1:
+    # The final is decoded ahead once this much of that silence has passed (`bench.load`, N = 1:
     # final p95 1.56 s at 0.3, 1.42 s at 0.15; a live stream's draft in a breath is dropped).
     speculate_after_s: float = 0.15
     # ... while other streams took less than this share of the inference workers' last 2 s (above
