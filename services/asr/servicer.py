@@ -190,13 +190,15 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
                     arrivals.put(_WINDOW_DONE)  # wakes this loop to send what it left
             threading.Thread(target=run, name="asr-window" if window else "asr-draft", daemon=True).start()
 
+        def background():
+            return in_background if self.runtime.settings.background_windows and pacing.live else None
+
         def step():
             work = pacing.interim_work(urgent=stream.switch_suspected)
             if work != "text":
                 CATCH_UP.labels("rest" if work == "none" and pacing.resting else work).inc()
             windows, started = stream.stats.windows, time.perf_counter()
-            background = in_background if self.runtime.settings.background_windows and pacing.live else None
-            events = stream.step(work, background)
+            events = stream.step(work, background())
             if stream.stats.windows != windows:
                 pacing.worked(time.perf_counter() - started)
             return events
@@ -212,7 +214,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             if isinstance(item, BaseException):
                 raise item
             if item is _WINDOW_DONE:
-                yield from self._emit(stream.step("none"), arrived)  # what it left, nothing new
+                yield from self._emit(stream.step("none", background()), arrived)  # what it left, nothing new
                 continue
             request, arrived = item
             if request.WhichOneof("streaming_request") != "audio_content":
