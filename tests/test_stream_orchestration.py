@@ -345,23 +345,24 @@ def test_a_head_whose_language_was_voted_late_is_scanned_from_its_own_first_seco
     assert len([e for e in events if isinstance(e, Result)]) < 3  # without the scan a turn is lost
 
 
-class HeldWindows(FakeEngine):
-    """Encodes of windows run in the background wait for `release`; `background` is the stream's
-    background runner (a thread per window, kept in `threads`; a final decoded ahead runs on a
-    thread joined at once, kept in `drafts`)."""
+class HeldJobs(FakeEngine):
+    """`background` is the stream's background runner. Jobs of the held kind (interim windows,
+    or with `drafts=True` finals decoded ahead) run on threads, kept in `threads`, whose encodes
+    wait for `release`; the other kind runs at once, on the caller's thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, drafts: bool = False) -> None:
         super().__init__()
+        self.hold_windows = not drafts
         self.held, self.release = threading.Event(), threading.Event()
-        self.threads: list[threading.Thread] = []  # windows (held)
-        self.drafts: list[threading.Thread] = []  # finals decoded ahead
+        self.threads: list[threading.Thread] = []
+        self.decoded_on: list[bool] = []  # per decode: on a held thread
 
     def background(self, job, window=True) -> None:
-        thread = threading.Thread(target=job)
-        (self.threads if window else self.drafts).append(thread)
-        thread.start()
-        if not window:  # a final decoded ahead is not held: done before the stream's next call
-            thread.join(5)
+        if window != self.hold_windows:
+            job()
+            return
+        self.threads.append(threading.Thread(target=job))
+        self.threads[-1].start()
 
     def encode(self, audio, padding=None, quantum_s=None):
         if threading.current_thread() in self.threads:
@@ -369,9 +370,13 @@ class HeldWindows(FakeEngine):
             assert self.release.wait(10)
         return super().encode(audio, padding, quantum_s)
 
+    def decode(self, encoded, language, *, prompt="", prefix="", beam_size=1):
+        self.decoded_on.append(threading.current_thread() in self.threads)
+        return super().decode(encoded, language, prompt=prompt, prefix=prefix, beam_size=beam_size)
+
 
 def test_a_final_does_not_wait_for_a_window_running_in_the_background_and_supersedes_it():
-    engine = HeldWindows()
+    engine = HeldJobs()
     threads = engine.threads
     stream = RecognitionStream(engine, LoudnessVad(),
                                StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
@@ -425,7 +430,7 @@ def test_a_window_that_ends_after_the_final_was_drafted_leaves_the_draft_alone()
     or in its first 0.3 s) still runs; the window ends before the pause is confirmed. Its vote
     is not counted, so the final is not decoded a second time; its interim result comes first."""
     for spoken, release in ((1.5, 19), (0.8, 12)):  # drafted at 1.8 / 1.1 s, confirmed at 2.1 / 1.4 s
-        engine = HeldWindows()
+        engine = HeldJobs()
         stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
             languages=("en", "ja"), initial_language="en", padding=None, speculate_after_s=0.3))
         events = []
@@ -440,38 +445,11 @@ def test_a_window_that_ends_after_the_final_was_drafted_leaves_the_draft_alone()
         assert [e.is_final for e in events if isinstance(e, Result)] == [False, True], spoken
 
 
-class HeldDrafts(FakeEngine):
-    """Windows run inline; a final decoded ahead runs on a thread whose encode waits for `release`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held, self.release = threading.Event(), threading.Event()
-        self.drafts: list[threading.Thread] = []
-        self.decoded_on: list[bool] = []  # per decode: on a draft's thread
-
-    def background(self, job, window=True) -> None:
-        if window:
-            job()
-            return
-        self.drafts.append(threading.Thread(target=job))
-        self.drafts[-1].start()
-
-    def encode(self, audio, padding=None, quantum_s=None):
-        if threading.current_thread() in self.drafts:
-            self.held.set()
-            assert self.release.wait(10)
-        return super().encode(audio, padding, quantum_s)
-
-    def decode(self, encoded, language, *, prompt="", prefix="", beam_size=1):
-        self.decoded_on.append(threading.current_thread() in self.drafts)
-        return super().decode(encoded, language, prompt=prompt, prefix=prefix, beam_size=beam_size)
-
-
 def test_a_final_decoded_ahead_in_the_background_leaves_vad_going_and_is_waited_for():
     """Live, the final is decoded ahead on another thread 0.3 s into the pause: the stream's own
     calls go on meanwhile (VAD hears the rest of the pause), and the final made when VAD confirms
     the silence waits for that draft instead of decoding the segment a second time."""
-    engine = HeldDrafts()
+    engine = HeldJobs(drafts=True)
     stream = RecognitionStream(engine, LoudnessVad(),
                                StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
     audio = np.concatenate([speech(1.5), silence(1.0)])
@@ -479,7 +457,7 @@ def test_a_final_decoded_ahead_in_the_background_leaves_vad_going_and_is_waited_
     for chunk in chunks[:20]:  # up to 2.0 s: 0.5 s into the pause, the draft held since 1.8 s
         events += stream.feed(chunk)
         events += stream.step(background=engine.background)
-    assert engine.held.is_set() and engine.drafts[0].is_alive() and 5 not in engine.decodes
+    assert engine.held.is_set() and engine.threads[0].is_alive() and 5 not in engine.decodes
     assert not [e for e in events if isinstance(e, Result) and e.is_final]
     threading.Timer(0.2, engine.release.set).start()  # released while the final waits for it
     for chunk in chunks[20:]:
@@ -489,14 +467,14 @@ def test_a_final_decoded_ahead_in_the_background_leaves_vad_going_and_is_waited_
     assert [(e.is_final, e.final_reason) for e in events if isinstance(e, Result) and e.is_final] == \
         [(True, "end_of_speech")]
     finals_decoded_on = [d for beam, d in zip(engine.decodes, engine.decoded_on) if beam == StreamOptions.beam_size]
-    assert finals_decoded_on == [True] and len(engine.drafts) == 1  # once, by the draft
+    assert finals_decoded_on == [True] and len(engine.threads) == 1  # once, by the draft
 
 
 def test_a_final_decoded_ahead_in_a_breath_is_dropped_once_speech_resumes():
     """A breath of 0.4 s (shorter than the 0.6 s that ends a segment): the draft begun 0.3 s into
     it is dropped after its encode, as speech has resumed, without a decode; windows resume
     once it is gone, and the segment gets one final, decoded at its real end."""
-    engine = HeldDrafts()
+    engine = HeldJobs(drafts=True)
     stream = RecognitionStream(engine, LoudnessVad(),
                                StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
     audio = np.concatenate([speech(1.5), silence(0.4), speech(2.0), silence(1.0)])
@@ -508,13 +486,13 @@ def test_a_final_decoded_ahead_in_a_breath_is_dropped_once_speech_resumes():
             assert engine.held.is_set() and engine.decodes.count(StreamOptions.beam_size) == 0
             windows = len(engine.encodes)
             engine.release.set()
-            engine.drafts[0].join(5)
+            engine.threads[0].join(5)
             assert engine.decodes.count(StreamOptions.beam_size) == 0  # dropped after its encode
     events += stream.finish()
     finals = [e for e in events if isinstance(e, Result) and e.is_final]
     assert len(finals) == 1 and finals[0].start_s == 0.0 and 3.9 < finals[0].end_s < 4.2, finals
     assert len(engine.encodes) > windows + 2  # windows went on after the dropped draft
-    for thread in engine.drafts:
+    for thread in engine.threads:
         thread.join(5)
 
 
@@ -524,7 +502,7 @@ def test_after_a_background_text_window_interim_text_rests_an_interval_and_probe
     probe-only. Asked for probes only, every window keeps the interval."""
     for work, expected in (("text", [(9, True), (25, False), (35, True)]),
                            ("probe", [(9, False), (25, False), (35, False)])):
-        engine, windows = HeldWindows(), []
+        engine, windows = HeldJobs(), []
         stream = RecognitionStream(engine, LoudnessVad(),
                                    StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
         run_window = stream._interim
