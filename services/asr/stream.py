@@ -48,8 +48,9 @@ class StreamOptions:
     # final p95 1.56 s at 0.3, 1.42 s at 0.15; a live stream's draft in a breath is dropped).
     speculate_after_s: float = 0.15
     # ... while other streams took less than this share of the inference workers' last 2 s (above
-    # 1 = always). On a saturated machine a draft in a breath (speech resumes) blocked its stream for
-    # 1.3-1.9 s and its windows were dropped; there the final is decoded when VAD confirms the silence.
+    # 1 = always). On a saturated machine drafts in breaths (speech resumes) took the CPU the other
+    # streams needed (and, on the stream's thread, blocked it for 1.3-1.9 s); there the final is decoded
+    # when VAD confirms the silence. Drafting anyway, now dropped in breaths: N = 2 p95 6.49 vs 6.26 s.
     speculate_below_busy: float = 0.25
     # False: no interim window while VAD hears a pause in the open segment (its last `pause_s` all
     # below VAD's silence threshold): it would only add silence to the text, and on a busy machine
@@ -260,8 +261,6 @@ class RecognitionStream:
             return self._cut_at_pending_switch(seg)
         o = self.options
         end = self._speech_probably_ended()
-        if end is None and self.total - seg.start >= o.max_segment_s * SAMPLE_RATE:
-            return self._force_cut()  # (in a pause VAD is about to end the segment: no cut)
         if end is not None:  # decode the final now, so it is ready when the silence is confirmed ...
             others = getattr(self.engine, "others_busy", None)  # ... unless other streams keep the machine busy
             if others is None or others() < o.speculate_below_busy:
@@ -269,7 +268,9 @@ class RecognitionStream:
                     self._draft_final(seg, end, None)
                 else:
                     self._draft_in_background(seg, end, background)
-            return []
+            return []  # (no forced cut either: VAD is about to end the segment)
+        if self.total - seg.start >= o.max_segment_s * SAMPLE_RATE:
+            return self._force_cut()
         if work == "none" or self._window_running or self._drafting is not None or \
                 (o.vad_flush and not o.interim_in_pauses and self._in_pause()):
             return []  # (a draft still running is dropped at its next model call: speech resumed)
@@ -329,7 +330,7 @@ class RecognitionStream:
 
         def run() -> None:
             try:
-                self._decode_final(seg, end, None, audio, wanted)
+                self._decode_final(seg, key, audio, wanted)
             except Exception:  # noqa: BLE001 - the final decodes it again, and raises there
                 pass
             finally:
@@ -745,13 +746,13 @@ class RecognitionStream:
             self._draft_done.wait_for(lambda: self._drafting != key)
         if seg.draft is not None and seg.draft.key == key:
             return seg.draft
-        return self._decode_final(seg, end, language, self._window(seg.start, end))
+        return self._decode_final(seg, key, self._window(seg.start, end))
 
-    def _decode_final(self, seg: _Segment, end: int, language: str | None, audio: np.ndarray,
+    def _decode_final(self, seg: _Segment, key: tuple, audio: np.ndarray,
                       wanted: Callable[[], bool] = lambda: True) -> "_Draft | None":
-        """Decode a segment's final into `seg.draft`; a draft that is no longer `wanted` is
-        dropped before its next model call (None)."""
-        key = self._draft_key(seg, end, language)
+        """Decode a segment's final (`key` from `_draft_key`: its end and forced language) into
+        `seg.draft`; a draft that is no longer `wanted` is dropped before its next model call (None)."""
+        _, end, _, language, _ = key
         self._set_priority(FINAL)
         if len(audio) < int(0.1 * SAMPLE_RATE):
             seg.draft = None
