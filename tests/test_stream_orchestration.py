@@ -446,7 +446,7 @@ def test_a_window_that_ends_after_the_final_was_drafted_leaves_the_draft_alone()
 
 
 def test_a_final_decoded_ahead_in_the_background_leaves_vad_going_and_is_waited_for():
-    """Live, the final is decoded ahead on another thread 0.3 s into the pause: the stream's own
+    """Live, the final is decoded ahead on another thread 0.15 s into the pause: the stream's own
     calls go on meanwhile (VAD hears the rest of the pause), and the final made when VAD confirms
     the silence waits for that draft instead of decoding the segment a second time."""
     engine = HeldJobs(drafts=True)
@@ -454,7 +454,7 @@ def test_a_final_decoded_ahead_in_the_background_leaves_vad_going_and_is_waited_
                                StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
     audio = np.concatenate([speech(1.5), silence(1.0)])
     events, chunks = [], np.split(audio, 25)
-    for chunk in chunks[:20]:  # up to 2.0 s: 0.5 s into the pause, the draft held since 1.8 s
+    for chunk in chunks[:20]:  # up to 2.0 s: 0.5 s into the pause, the draft held since about 1.7 s
         events += stream.feed(chunk)
         events += stream.step(background=engine.background)
     assert engine.held.is_set() and engine.threads[0].is_alive() and 5 not in engine.decodes
@@ -471,7 +471,7 @@ def test_a_final_decoded_ahead_in_the_background_leaves_vad_going_and_is_waited_
 
 
 def test_a_final_decoded_ahead_in_a_breath_is_dropped_once_speech_resumes():
-    """A breath of 0.4 s (shorter than the 0.6 s that ends a segment): the draft begun 0.3 s into
+    """A breath of 0.4 s (shorter than the 0.6 s that ends a segment): the draft begun 0.15 s into
     it is dropped after its encode, as speech has resumed, without a decode; windows resume
     once it is gone, and the segment gets one final, decoded at its real end."""
     engine = HeldJobs(drafts=True)
