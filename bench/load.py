@@ -9,6 +9,11 @@ translation on). Per N: end of speech → final latency p50/p95 over all session
 factor (inference seconds / audio seconds, from its Prometheus endpoint) and the CPU used by
 the three service processes. Reports the largest N whose p95 stays within --bound (1.5 s).
 Stops stepping after two steps over the bound. Loopback only; bounded by --max-seconds.
+
+Admission by load is off (TANDEM_ASR_MAX_LOAD=0) so that every offered stream is served and
+measured, except in `ct2-admit`: there it is on as by default, the steps run N = 2..4 sessions
+only, and the rows count the streams refused (RESOURCE_EXHAUSTED) apart; latency and error
+rates are those of the admitted streams.
 """
 
 from __future__ import annotations
@@ -53,7 +58,9 @@ CONFIGS = {
     "ct2-2threads": {"TANDEM_ASR_INFERENCE_THREADS": "2", "TANDEM_ASR_INTRA_THREADS": "1"},
     "ct2-2workers": {"TANDEM_ASR_INTRA_THREADS": "1"},  # with asr_workers=2 (below)
     "torch": {"TANDEM_ASR_ENGINE": "torch"},
+    "ct2-admit": {"TANDEM_ASR_MAX_LOAD": "0.9"},  # admission by measured load, as by default (admission.py)
 }
+ADMISSION_STEPS = {"ct2-admit": (2, 4)}  # the offered N it runs (of --steps)
 WORKERS = {"ct2-2workers": 2}
 
 
@@ -103,12 +110,16 @@ def step(target: str, entries, n: int, metrics_port: int, pids: list[int], rng: 
         t.join()
     wall = time.monotonic() - t0
     after, cpu1 = scrape(metrics_port), cpu_seconds(pids)
+    refused = [tr for tr in traces if tr.error.startswith("RESOURCE_EXHAUSTED")]
+    traces = [tr for tr in traces if tr not in refused]
     per_final = [(tr.entry.id, i, v) for tr in traces for i, v in metrics.final_latencies(tr.entry, metrics.finals_of(tr.responses))]
     summary = metrics.summarize(traces)  # the same measures as `make eval`, under this load
     audio = after["asr_audio_seconds_total"] - before["asr_audio_seconds_total"]
     return {
         "streams": n,
         "finals": len(per_final),
+        "refused": len(refused),  # streams refused by admission control; the figures are the others'
+        "refused_reason": refused[0].error if refused else None,
         "final_latency_s": summary["final_latency_s"],
         "first_result_latency_s": summary["first_result_latency_s"],
         "error_rate": summary["error_rate"],
@@ -131,7 +142,9 @@ def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float,
     metrics_port = free_port()
     rows, over, started = [], 0, time.monotonic()
     stack_env = {"TANDEM_ASR_METRICS_PORT": str(metrics_port), "TANDEM_ASR_MAX_STREAMS": "64",
-                 "TANDEM_SESSION_MAX_SESSIONS": "64", **(env or {})}
+                 "TANDEM_ASR_MAX_LOAD": "0", "TANDEM_SESSION_MAX_SESSIONS": "64", **(env or {})}
+    if label in ADMISSION_STEPS:
+        steps = [n for n in steps if min(ADMISSION_STEPS[label]) <= n <= max(ADMISSION_STEPS[label])]
     with LocalStack(log=log, label=f"load {label}", env=stack_env, asr_workers=WORKERS.get(label, 1)) as stack:
         pids = [s.proc.pid for s in stack.services]
         rng = random.Random(0)
@@ -142,7 +155,9 @@ def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float,
             row = {"label": label, **step(stack.session_address, entries, n, metrics_port, pids, rng, per_session)}
             rows.append(row)
             fl = row["final_latency_s"]
-            print(f"load: N={n}: {row['finals']} finals, final p50 {_num(fl['p50'])} s p95 {_num(fl['p95'])} s, "
+            print(f"load: N={n}: {row['refused']} streams refused, " if row["refused"] else f"load: N={n}: ",
+                  end="", file=log)
+            print(f"{row['finals']} finals, final p50 {_num(fl['p50'])} s p95 {_num(fl['p95'])} s, "
                   f"attribution {_num(row['language_attribution'], 3)}, RTF {row['real_time_factor']:.2f}, "
                   f"CPU {row['cpu_cores_used']:.2f} cores{', errors ' + str(row['errors']) if row['errors'] else ''}",
                   file=log, flush=True)
@@ -166,19 +181,27 @@ def _num(value, digits: int = 2) -> str:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| config | N | finals | final p50 (s) | final p95 (s) | first result p50 (s) | WER/CER | attribution "
-             "| ASR RTF | CPU cores | errors |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| config | N | refused | finals | final p50 (s) | final p95 (s) | first result p50 (s) | WER/CER "
+             "| attribution | ASR RTF | CPU cores | errors |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         for r in res["steps"]:
             fl, fr = r["final_latency_s"], r.get("first_result_latency_s") or {}
             rates = " ".join(f"{lang} {rate:.3f}" for lang, rate in (r.get("error_rate") or {}).items())
             attribution = r.get("language_attribution")
-            lines.append(f"| {res['label']} | {r['streams']} | {r.get('finals', '')} | {_num(fl['p50'])} | "
+            lines.append(f"| {res['label']} | {r['streams']} | {r.get('refused', 0)} | {r.get('finals', '')} | {_num(fl['p50'])} | "
                          f"{_num(fl['p95'])} | {_num(fr.get('p50'))} | {rates} | {_num(attribution, 3)} | "
                          f"{r['real_time_factor']:.2f} | {r['cpu_cores_used']:.2f} | {len(r['errors'])} |")
     lines.append("")
-    lines += [f"- {res['label']}: max concurrent real-time streams with p95 ≤ {res['bound_s']} s: "
-              f"**{res['max_streams_within_bound']}**" for res in results]
+    for res in results:
+        reasons = [r["refused_reason"] for r in res["steps"] if r.get("refused_reason")]
+        if reasons:
+            refused = sum(r["refused"] for r in res["steps"])
+            offered = refused + sum(len(r["transcripts"]) for r in res["steps"])
+            lines.append(f"- {res['label']}: admission refused {refused} of {offered} streams offered, the rows "
+                         f"are the admitted ones'; e.g. {reasons[0]}")
+        else:
+            lines.append(f"- {res['label']}: max concurrent real-time streams with p95 ≤ {res['bound_s']} s: "
+                         f"**{res['max_streams_within_bound']}**")
     return "\n".join(lines)
 
 
@@ -189,7 +212,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", default="1,2,3,4,6,8")
     parser.add_argument("--bound", type=float, default=1.5)
     parser.add_argument("--max-seconds", type=float, default=1500.0)
-    parser.add_argument("--configs", default="ct2,ct2-nobatch,torch", help=f"comma-separated, of {sorted(CONFIGS)}")
+    parser.add_argument("--configs", default="ct2,ct2-nobatch,torch,ct2-admit", help=f"comma-separated, of {sorted(CONFIGS)}")
     parser.add_argument("--peers", type=Path, default=Path("reports/peers.json"),
                         help="peer results to show beside ours (from `make peers`), if present")
     parser.add_argument("--streams-per-session", type=int, default=3,

@@ -434,3 +434,43 @@ def test_a_live_client_with_switches_and_no_pauses_gets_them_from_windows_run_in
     assert {(s.from_language_code, s.to_language_code) for s in switches(live)} >= {("en", "ko"), ("ko", "en")}
     for language, languages, error in errors:
         assert languages and set(languages) == {language}
+
+
+# ---- admission by measured load ------------------------------------------------------------
+
+def test_a_stream_beyond_the_measured_capacity_is_refused_and_the_admitted_one_loses_nothing(
+        stack, eval_dir, monkeypatch):
+    """With room for one and a half streams of the load measured at start-up (admission.py), a
+    second stream opened while a live one runs gets RESOURCE_EXHAUSTED with the reason; the live
+    one keeps every segment in its language, and once it has ended a new stream is admitted."""
+    import dataclasses
+    import threading
+
+    runtime = stack.asr.spec.runtime
+    admission = runtime.admission
+    assert admission.new_stream_load > 0
+    monkeypatch.setattr(admission, "options", dataclasses.replace(
+        admission.options, max_load=1.5 * admission.new_stream_load / admission.workers))
+    stream = next(s for s in load_jsonl(eval_dir / "streams.jsonl") if s["id"] == "ja-en_A-B_pause")
+    pcm = read_wav(eval_dir / stream["path"])
+    live: dict = {}
+    runner = threading.Thread(target=lambda: live.setdefault("responses", recognize(
+        stack.asr.address, pcm, stream["languages"], chunk=RATE // 10, due=lambda k: (k + 1) / 10)))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while admission.open == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert admission.open == 1
+    with pytest.raises(grpc.RpcError) as refused:
+        recognize(stack.asr.address, pcm[:RATE], stream["languages"])
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "over capacity" in refused.value.details() and "TANDEM_ASR_MAX_LOAD" in refused.value.details()
+    runner.join(60)
+    assert admission.open == 0
+    upload = recognize(stack.asr.address, pcm, stream["languages"])  # admitted now that the live one has ended
+    errors, errors_upload = _segment_errors(stream, live["responses"]), _segment_errors(stream, upload)
+    print(f"per segment (language, finals' languages, error): live while a second was refused {errors}, "
+          f"upload after it {errors_upload}")
+    for (language, languages, error), (_, _, error_upload) in zip(errors, errors_upload):
+        assert languages and set(languages) == {language}
+        assert error <= error_upload + CATCH_UP_TOLERANCE

@@ -252,8 +252,8 @@ def test_cancelled_session_frees_its_slot_and_others_continue(stack, eval_dir):
     stop.set()
     asr_runtime = stack.asr.spec.runtime
     deadline = time.monotonic() + 10
-    while asr_runtime._open and time.monotonic() < deadline:
+    while asr_runtime.admission.open and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert asr_runtime._open == 0, "the cancelled stream still holds an ASR slot"
+    assert asr_runtime.admission.open == 0, "the cancelled stream still holds an ASR slot"
     responses = run_session(stack.channel, pcm, ["ja", "en"], translate=False)
     assert len(finals(responses)) >= 2

@@ -1,15 +1,20 @@
-"""What the ASR service holds for its lifetime: settings, the engine, the VAD, admission."""
+"""What the ASR service holds for its lifetime: settings, the engine, the VAD, admission.
+
+At start-up it times one stream's work on the warm model (`measure_stream_load`), which is
+what admission control charges a new stream (admission.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import threading
+import logging
+import time
 import wave
 from pathlib import Path
 
 import numpy as np
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
+from services.asr.admission import Admission, AdmissionOptions, Slot
 from services.asr.engine import Ct2WhisperEngine, EngineOptions, Padding, WhisperEngine
 from services.asr.language import HysteresisOptions
 from services.asr.pacing import PacingOptions
@@ -18,11 +23,14 @@ from services.asr.stream import RecognitionStream, StreamOptions
 from services.asr.vad import SileroVad
 from services.common.settings import default_model_dir
 
+log = logging.getLogger("tandem.asr")
 SUPPRESSED = Counter("asr_hallucinations_suppressed_total", "Decodes suppressed as hallucinations.", ("reason",))
 INFERENCE_SECONDS = Histogram(
     "asr_inference_seconds", "Time of one Whisper call (encode or decode).",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2, 5),
 )
+ADMISSION_LOAD = Gauge("asr_admission_load",
+                       "The open streams' inference load as admission control counts it, in inference workers.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +44,8 @@ class AsrSettings:
     device: str = "cpu"
     intra_threads: int = 2
     prime: bool = True  # CTranslate2 on CPU: load beside a primed instance (engine._load_ct2_whisper)
-    max_streams: int = 8  # admission control: RESOURCE_EXHAUSTED beyond this
+    max_streams: int = 8  # admission control: RESOURCE_EXHAUSTED beyond this many streams
+    max_load: float = 0.9  # ... or beyond this share of the inference workers' time (0 = count only; admission.py)
     batching: bool = True  # cross-stream batching of encoder and decoder calls
     max_batch: int = 8
     inference_threads: int = 1  # scheduler workers in this process (each runs batched engine calls)
@@ -93,8 +102,7 @@ class AsrRuntime:
         self.scheduler: InferenceScheduler | None = None
         self.vad: SileroVad | None = None
         self.ready = False
-        self._open = 0
-        self._lock = threading.Lock()
+        self.admission: Admission | None = None
         s = settings
         if s.final_switch_scan not in ("missed", "always", "off"):
             raise ValueError(f"TANDEM_ASR_FINAL_SWITCH_SCAN must be 'missed', 'always' or 'off', not {s.final_switch_scan!r}")
@@ -146,15 +154,25 @@ class AsrRuntime:
         self.engine.detect(encoded, ("en", "zh"))
         self.engine.decode(encoded, "en")
         self.vad.new_state().process(noise)
+        stream_load = measure_stream_load(self.engine, s.partial_interval_s)
+        log.info("admission: one stream costs about %.2f of an inference worker at start-up "
+                 "(TANDEM_ASR_MAX_LOAD=%s x %d workers)", stream_load, s.max_load, s.inference_threads)
+        self.admission = Admission(AdmissionOptions(max_streams=s.max_streams, max_load=s.max_load),
+                                   stream_load, workers=s.inference_threads)
+        ADMISSION_LOAD.set_function(self.admission.load)
         self.scheduler = InferenceScheduler(self.engine, max_batch=s.max_batch, workers=s.inference_threads,
                                             batching=s.batching)
         self.ready = True
 
-    def new_stream(self, options: StreamOptions) -> RecognitionStream:
+    def new_stream(self, options: StreamOptions, slot: Slot | None = None) -> RecognitionStream:
+        """A stream on the scheduler; its inference time and audio become `slot`'s meter."""
         assert self.scheduler is not None and self.vad is not None
-        stream = RecognitionStream(self.scheduler.for_stream(), self.vad, options)
+        engine = self.scheduler.for_stream()
+        stream = RecognitionStream(engine, self.vad, options)
         stream.on_window = INFERENCE_SECONDS.observe
         stream.on_suppressed = lambda reason: SUPPRESSED.labels(reason).inc()
+        if slot is not None:
+            slot.meter = lambda: (engine.busy_seconds(), stream.total / 16000)
         return stream
 
     def close(self) -> None:
@@ -162,13 +180,17 @@ class AsrRuntime:
         if self.scheduler is not None:
             self.scheduler.close()
 
-    def admit(self) -> bool:
-        with self._lock:
-            if self._open >= self.settings.max_streams:
-                return False
-            self._open += 1
-            return True
 
-    def release(self) -> None:
-        with self._lock:
-            self._open -= 1
+
+def measure_stream_load(engine: WhisperEngine, partial_interval_s: float) -> float:
+    """What one live stream costs, in inference workers, timed on the warm model: an interim
+    window every `partial_interval_s` over speech (a 6 s window of the padding clip repeated:
+    one encode and one greedy decode; the fastest of two runs)."""
+    clip = load_padding().audio
+    audio = np.tile(clip, int(np.ceil(6 * 16000 / len(clip))))[: 6 * 16000]
+    took = []
+    for _ in range(2):
+        started = time.perf_counter()
+        engine.decode(engine.encode(audio), "en")
+        took.append(time.perf_counter() - started)
+    return min(took) / partial_interval_s

@@ -11,7 +11,9 @@ interface) whose calls go through the `InferenceScheduler`:
 - a bounded queue and a load signal (`load()`: queued work per worker) that streams use
   to stretch their interim interval under load, so finals keep their latency;
 - `others_busy(stream)`: the share of the workers' last 2 s that went to other streams'
-  batches, which a stream reads before decoding its final ahead in a pause.
+  batches, which a stream reads before decoding its final ahead in a pause;
+- `busy_seconds(stream)`: the worker time a stream has cost so far (a batch's time split
+  evenly among its jobs), which admission control reads (admission.py).
 Language detection is a single decoder step on an existing encoder output and runs inline.
 """
 
@@ -56,6 +58,7 @@ class InferenceScheduler:
         self._jobs: list[_Job] = []
         self._running: list[tuple[float, frozenset[int]]] = []  # batches being run: (start, streams)
         self._recent: collections.deque[tuple[float, float, frozenset[int]]] = collections.deque()  # (start, end, streams)
+        self._busy: dict[int, float] = {}  # worker seconds per stream
         self._cv = threading.Condition()
         self._seq = itertools.count()
         self._stream_ids = itertools.count()
@@ -85,6 +88,15 @@ class InferenceScheduler:
             spans += [(start, now) for start, streams in self._running if streams - {stream}]
         busy = sum(max(0.0, end - max(start, since)) for start, end in spans)
         return busy / (BUSY_HORIZON_S * len(self._workers))
+
+    def busy_seconds(self, stream: int) -> float:
+        """Worker seconds spent on `stream`'s jobs so far (a batch's time split among its jobs)."""
+        with self._cv:
+            return self._busy.get(stream, 0.0)
+
+    def forget(self, stream: int) -> None:
+        with self._cv:
+            self._busy.pop(stream, None)
 
     def submit(self, kind: str, shape: tuple, args: tuple, priority: int, stream: int) -> Any:
         future: Future = Future()
@@ -143,6 +155,8 @@ class InferenceScheduler:
                 self._running.remove(running)
                 now = time.monotonic()
                 self._recent.append((running[0], now, running[1]))
+                for j in batch:
+                    self._busy[j.stream] = self._busy.get(j.stream, 0.0) + (now - running[0]) / len(batch)
                 while self._recent and self._recent[0][1] < now - BUSY_HORIZON_S:
                     self._recent.popleft()
             if error is not None:
@@ -177,6 +191,12 @@ class StreamEngine:
 
     def others_busy(self) -> float:
         return self.scheduler.others_busy(self.stream)
+
+    def busy_seconds(self) -> float:
+        return self.scheduler.busy_seconds(self.stream)
+
+    def close(self) -> None:
+        self.scheduler.forget(self.stream)
 
     def encode(self, audio: np.ndarray, padding=None, quantum_s: float | None = None):
         engine = self.scheduler.engine

@@ -18,6 +18,7 @@ import numpy as np
 from google.protobuf.duration_pb2 import Duration
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.asr.admission import OverCapacity
 from services.asr.language import UnsupportedLanguage, canonical_code, whisper_code
 from services.asr.pacing import LivePacing
 from services.asr.runtime import AsrRuntime
@@ -148,26 +149,29 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if not self.runtime.ready:
             context.abort(grpc.StatusCode.UNAVAILABLE, "models are loading or the server is draining; retry")
+        admission = self.runtime.admission
+        try:
+            slot = admission.admit()
+        except OverCapacity as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         with contextlib.ExitStack() as stack:
-            if not self.runtime.admit():
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                              f"over capacity: {self.runtime.settings.max_streams} streams are open; retry later")
-            stack.callback(self.runtime.release)
+            stack.callback(admission.release, slot)
             ACTIVE_STREAMS.inc()
             stack.callback(ACTIVE_STREAMS.dec)
+            stream = self.runtime.new_stream(options, slot)
+            stack.callback(stream.engine.close)
             try:
-                yield from self._run(request_iterator, context, options)
+                yield from self._run(stream, request_iterator, context, options)
             except SchedulerFull as exc:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"over capacity: {exc}; retry later")
 
-    def _run(self, request_iterator, context: grpc.ServicerContext, options: StreamOptions):
+    def _run(self, stream, request_iterator, context: grpc.ServicerContext, options: StreamOptions):
         """Feed audio in slices of at most one interim interval, stepping after each slice, so
         results do not depend on how the client chunks its audio. Requests are read by a thread
         as they arrive; while a live client is ahead of the server, interim work is dropped
         (`LivePacing`) so latency stays bounded and every sample still reaches VAD and finals.
         A live client's interim windows run on a thread of their own (`background_windows`):
         VAD and finals go on meanwhile, and a final does not wait behind its stream's window."""
-        stream = self.runtime.new_stream(options)
         pacing = LivePacing(self.runtime.pacing)
         arrivals: queue.Queue = queue.Queue()
         reader = threading.Thread(target=_read_requests, args=(request_iterator, arrivals, pacing),
