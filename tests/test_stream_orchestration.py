@@ -7,6 +7,7 @@ import dataclasses
 import threading
 
 import numpy as np
+import pytest
 
 from services.asr.engine import Decoded
 from services.asr.stream import LanguageSwitched, RecognitionStream, Result, StreamOptions
@@ -677,3 +678,102 @@ def test_an_unsure_gap_slice_does_not_delay_a_suspected_switchs_confirmation():
             if any(isinstance(e, LanguageSwitched) for e in stream.step()) and gaps not in switched_at:
                 switched_at[gaps] = k
     assert switched_at[True] == switched_at[False] == 39, switched_at  # first vote at 3 s, confirmed at 4 s
+
+
+class RecordsThreads(HearsPitch):
+    """Records, per decode, (language, beam, seconds decoded, the name of the thread it ran on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decoded: list[tuple[str, int, float, str]] = []
+
+    def decode(self, encoded, language, *, prompt="", prefix="", beam_size=1):
+        self.decoded.append((language, beam_size, round(encoded.duration_s, 2), threading.current_thread().name))
+        return super().decode(encoded, language, prompt=prompt, prefix=prefix, beam_size=beam_size)
+
+
+def run_live(stream: RecognitionStream, audio: np.ndarray):
+    """Chunks of 0.1 s; each background job (named "window" or "draft") runs on a thread of its
+    own once step has returned, and ends before the next chunk. Returns the events and the
+    chunk at which the switch came."""
+    queued: list = []
+    events, switched_at = [], None
+
+    def background(job, window=True):
+        queued.append((job, "window" if window else "draft"))
+
+    for k, chunk in enumerate(np.array_split(audio, len(audio) // 1600)):
+        events += stream.feed(chunk)
+        events += stream.step(background=background)
+        if switched_at is None and any(isinstance(e, LanguageSwitched) for e in events):
+            switched_at = k
+        while queued:
+            job, name = queued.pop(0)
+            thread = threading.Thread(target=job, name=name)
+            thread.start()
+            thread.join(5)
+    return events + stream.finish(), switched_at
+
+
+@pytest.mark.parametrize("moved_s", [0.0, 0.16])
+def test_a_suspected_switchs_head_final_is_decoded_ahead_and_sent_when_the_switch_is_confirmed(moved_s):
+    """English, a 0.15 s breath, Japanese, live: the first probe that hears Japanese starts the
+    head's final (English, up to the cut that probe's window locates) on a thread of its own;
+    the next probe confirms the switch and the final sent is that one, not decoded again, even
+    where the confirming window locates the switch `moved_s` later (0.16 s: as measured on
+    ja-en_B-A-B_immediate). Without head drafts the head is decoded at the confirmation, at the
+    confirming window's cut."""
+    audio = np.concatenate([silence(0.3), tone(5.0, 220), silence(0.15), tone(5.0, 440), silence(1.5)])
+    options = StreamOptions(languages=("en", "ja"), initial_language="en", padding=None)
+    outcomes = {}
+    for head_drafts in (True, False):
+        engine = RecordsThreads()
+        stream = RecognitionStream(engine, LoudnessVad(), dataclasses.replace(options, head_drafts=head_drafts))
+        located = []
+
+        def locate(*args, stream=stream, located=located):
+            located.append(RecognitionStream._locate_switch(stream, *args) + int(moved_s * RATE) * len(located))
+            return located[-1]
+
+        stream._locate_switch = locate
+        events, switched_at = run_live(stream, audio)
+        finals = [e for e in events if isinstance(e, Result) and e.is_final]
+        assert [(f.language, f.final_reason) for f in finals] == [("en", "language_switch"), ("ja", "end_of_speech")]
+        head = round(finals[0].end_s - finals[0].start_s, 2)
+        heads = [(thread, seconds) for language, beam, seconds, thread in engine.decoded
+                 if language == "en" and beam == StreamOptions.beam_size]
+        assert [seconds for _, seconds in heads] == [head], heads  # the head's final: decoded once
+        outcomes[head_drafts] = (heads[0][0], switched_at, finals[0].end_s * RATE, located)
+    drafted, confirmed = outcomes[True], outcomes[False]
+    assert drafted[0] == "draft" and confirmed[0] == "MainThread", outcomes
+    assert drafted[1] == confirmed[1], outcomes  # the switch came at the same chunk
+    assert len(drafted[3]) == 2 and drafted[2] == drafted[3][0]  # cut where the suspicion's window located it
+    assert len(confirmed[3]) == 1 and confirmed[2] == confirmed[3][0]
+
+
+class OneProbeSaysJapanese(FakeEngine):
+    """English throughout, but the first switch probe (a window's trailing seconds) hears Japanese."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.probes = 0
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        if last_seconds is not None and span is None:
+            self.probes += 1
+            if self.probes == 1:
+                return {"ja": 0.95, "en": 0.05}
+        return super().detect(encoded, pair)
+
+
+def test_a_withdrawn_suspicion_leaves_no_trace_of_its_head_draft():
+    """One probe hears Japanese, the next English again: the head decoded ahead for that
+    suspicion is not sent; the segment gets its one English final, decoded at its end."""
+    engine = OneProbeSaysJapanese()
+    stream = RecognitionStream(engine, LoudnessVad(),
+                               StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
+    events, switched_at = run_live(stream, np.concatenate([speech(5.0), silence(1.5)]))
+    finals = [e for e in events if isinstance(e, Result) and e.is_final]
+    assert switched_at is None and [(f.language, f.start_s) for f in finals] == [("en", 0.0)]
+    assert 4.9 <= finals[0].end_s <= 5.3
+    assert engine.decodes.count(StreamOptions.beam_size) == 2  # the head decoded ahead, then the final

@@ -104,6 +104,11 @@ class SwitchDetector:
             return True
         return False
 
+    @property
+    def pending(self) -> str | None:
+        """The language of the pending run of votes (a suspected switch), if any."""
+        return self._votes[-1] if self._votes else None
+
     def reset(self, committed: str | None) -> None:
         self.committed = committed
         self._votes = []

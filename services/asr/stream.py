@@ -52,6 +52,11 @@ class StreamOptions:
     # streams needed (and, on the stream's thread, blocked it for 1.3-1.9 s); there the final is decoded
     # when VAD confirms the silence. Drafting anyway, now dropped in breaths: N = 2 p95 6.49 vs 6.26 s.
     speculate_below_busy: float = 0.25
+    # A live stream's suspected switch (one probe for the other language): the head's final is
+    # decoded ahead on another thread, at the cut that probe's window locates, while the confirming
+    # probe comes; the confirmed switch takes that cut if it is within 0.25 s of its own. Same
+    # load rule as above. (Files and fast mode run windows inline: no head drafts there.)
+    head_drafts: bool = True
     # False: no interim window while VAD hears a pause in the open segment (its last `pause_s` all
     # below VAD's silence threshold): it would only add silence to the text, and on a busy machine
     # it delays the final decoded ahead in that pause; the window runs when speech resumes. Off
@@ -165,6 +170,8 @@ class _Segment:
     probe_ends: list[int] = dataclasses.field(default_factory=list)  # stream samples where live probes ended
     first_vote_at: int | None = None  # stream sample where its first whole-window language vote ended
     pending_switch: tuple[int, str, str] | None = None  # (cut, old, new) confirmed by a window, not yet cut
+    # (cut, old, new, first vote) where a suspected switch would cut, located by its first probe's window
+    suspected_cut: tuple[int, str, str, int] | None = None
     segment_id: int | None = None
     revision: int = 0
     last_decode_end: int = 0
@@ -263,7 +270,10 @@ class RecognitionStream:
         end = self._speech_probably_ended()
         if end is not None:  # decode the final now, so it is ready when the silence is confirmed ...
             others = getattr(self.engine, "others_busy", None)  # ... unless other streams keep the machine busy
-            if others is None or others() < o.speculate_below_busy:
+            # ... or a switch is suspected: its confirming probe (running, or due when speech resumes)
+            # would cut the segment before this pause and throw that draft away; live, the draft's
+            # encode held up the probe's language checks by 0.6 s (ko-en_B-A-B_immediate).
+            if (others is None or others() < o.speculate_below_busy) and not (o.head_drafts and self.switch_suspected):
                 if background is None:
                     self._draft_final(seg, end, None)
                 else:
@@ -271,7 +281,12 @@ class RecognitionStream:
             return []  # (no forced cut either: VAD is about to end the segment)
         if self.total - seg.start >= o.max_segment_s * SAMPLE_RATE:
             return self._force_cut()
-        if work == "none" or self._window_running or self._drafting is not None or \
+        if background is not None and seg.suspected_cut is not None and self._drafting is None:
+            cut, old, _, _ = seg.suspected_cut  # the head's final, decoded while the confirming probe comes
+            others = getattr(self.engine, "others_busy", None)
+            if others is None or others() < o.speculate_below_busy:
+                self._draft_in_background(seg, cut, background, language=old)
+        if work == "none" or self._window_running or self._drafting_pause or \
                 (o.vad_flush and not o.interim_in_pauses and self._in_pause()):
             return []  # (a draft still running is dropped at its next model call: speech resumed)
         interval = o.partial_interval_s
@@ -312,19 +327,25 @@ class RecognitionStream:
             return None
         return min(self.total, silence * FRAME_SAMPLES + int(o.speech_pad_s * SAMPLE_RATE))
 
-    def _draft_in_background(self, seg: _Segment, end: int, background) -> None:
-        """Decode the final ahead on another thread (a live stream's): VAD goes on meanwhile, the
-        draft is dropped at its next model call once speech resumes (a breath costs at most one
-        model call, not the stream's time), and the final made when the silence is confirmed
-        waits for it (`_draft_final`)."""
-        key = self._draft_key(seg, end, None)
+    def _draft_in_background(self, seg: _Segment, end: int, background, language: str | None = None) -> None:
+        """Decode the final ahead on another thread (a live stream's): VAD goes on meanwhile, and
+        the final made when its end is confirmed waits for it (`_draft_final`).
+        - In a pause (`language` None): dropped at its next model call once speech resumes (a
+          breath costs at most one model call, not the stream's time).
+        - The head of a suspected switch (`language`: the head's): dropped once the suspicion is
+          withdrawn or the switch is confirmed elsewhere; windows go on meanwhile, since the
+          confirming probe is what the final waits for."""
+        key = self._draft_key(seg, end, language)
         if self._drafting is not None or (seg.draft is not None and seg.draft.key == key):
             return
         audio = self._window(seg.start, end)
+        suspected = seg.suspected_cut[:3] if seg.suspected_cut else None
 
         def wanted() -> bool:  # read without the lock: a stale answer costs one model call at most
             if self._segment is not seg:
                 return False
+            if language is not None:
+                return seg.suspected_cut is not None and seg.suspected_cut[:3] == suspected
             ended = self._speech_probably_ended()  # None once VAD confirmed the silence (the final waits)
             return ended == end or (ended is None and not self._segmenter.in_speech)
 
@@ -376,6 +397,11 @@ class RecognitionStream:
         frames = max(1, round(self.options.pause_s * SAMPLE_RATE / FRAME_SAMPLES))
         quiet = self._segmenter.options.neg_threshold
         return len(self._probs) >= frames and all(p < quiet for p in self._probs[-frames:])
+
+    @property
+    def _drafting_pause(self) -> bool:
+        """A final is being decoded ahead in a pause (no window starts meanwhile)."""
+        return self._drafting is not None and self._drafting[3] is None
 
     @property
     def switch_suspected(self) -> bool:
@@ -552,12 +578,27 @@ class RecognitionStream:
                         new = language_at
                         break
                 old, first_vote_end = seg.language or new, seg.detector.switch_index or end
+                suspected, suspected_at = seg.detector.pending, seg.detector.first_vote_index
+                if new is None and seg.suspected_cut and seg.suspected_cut[3] != suspected_at:
+                    seg.suspected_cut = None  # that suspicion was withdrawn: its head's draft is dropped
+                locate_head = new is None and suspected is not None and seg.suspected_cut is None and \
+                    o.head_drafts and seg.language is not None and suspected != seg.language
             if new is not None:
                 cut = self._locate_switch(seg, encoded, window_start, old, new, first_vote_end)
                 with self._lock:
                     if self._segment is seg:
+                        # The cut the suspicion's window located, if this one agrees within 0.25 s:
+                        # the head's final decoded meanwhile is then the one sent.
+                        if seg.suspected_cut is not None and seg.suspected_cut[1:] == (old, new, first_vote_end) and \
+                                abs(seg.suspected_cut[0] - cut) <= SAMPLE_RATE // 4:
+                            cut = seg.suspected_cut[0]
                         seg.pending_switch = (cut, old, new)
                 return
+            if locate_head:  # where the suspected switch would cut, for its head's final decoded ahead
+                cut = self._locate_switch(seg, encoded, window_start, old, suspected, suspected_at)
+                with self._lock:
+                    if self._segment is seg and seg.detector.first_vote_index == suspected_at and seg.start < cut:
+                        seg.suspected_cut = (cut, old, suspected, suspected_at)
         if not text:
             return
         with self._lock:
@@ -604,7 +645,8 @@ class RecognitionStream:
     def _in_drafted_pause(self, seg: _Segment) -> bool:
         """VAD is still in the silence the segment's final was drafted (or is being drafted) in."""
         silence = self._segmenter.silence_start
-        keys = [k for k in (seg.draft.key if seg.draft else None, self._drafting) if k and k[0] == seg.start]
+        keys = [k for k in (seg.draft.key if seg.draft else None, self._drafting)
+                if k and k[0] == seg.start and k[3] is None]  # (a head's draft is not a pause's)
         return silence is not None and any(k[1] >= silence * FRAME_SAMPLES for k in keys)
 
     def _vote(self, seg: _Segment, end: int, probs: dict[str, float], text: bool) -> str:
@@ -736,7 +778,8 @@ class RecognitionStream:
 
     @staticmethod
     def _draft_key(seg: _Segment, end: int, language: str | None) -> tuple:
-        return seg.start, end, len(seg.votes), language, seg.pending_switch
+        # A final in a forced language (a switch's head) does not depend on the segment's votes.
+        return seg.start, end, None if language else len(seg.votes), language, seg.pending_switch
 
     def _draft_final(self, seg: _Segment, end: int, language: str | None) -> "_Draft | None":
         """A segment's final (no state changes): the one decoded ahead if nothing changed since
