@@ -49,7 +49,7 @@ CONFIGS = {
     "ct2-lean": {"TANDEM_ASR_INTERIM_DUTY": "0.5", "TANDEM_ASR_INTERIM_IN_PAUSES": "false"},  # both
     "ct2-norecheck": {"TANDEM_ASR_PROBE_RECHECK_ABOVE": "0"},  # unsure probes not re-checked (stream.py)
     "ct2-speculate": {"TANDEM_ASR_SPECULATE_BELOW_BUSY": "2"},  # finals decoded ahead in pauses whatever the load
-    "ct2-nohead": {"TANDEM_ASR_HEAD_DRAFTS": "false"},  # no head final decoded ahead at a suspected switch
+    "ct2-head": {"TANDEM_ASR_HEAD_DRAFTS": "true"},  # a suspected switch's head final decoded ahead (stream.py)
     "ct2-late": {"TANDEM_ASR_SPECULATE_AFTER_S": "0.3"},  # finals decoded ahead 0.3 s into a pause, not 0.15
     "ct2-nogaps": {"TANDEM_ASR_PROBE_GAPS": "false"},  # spaced-out windows probe only their tail (stream.py)
     "ct2-noscan": {"TANDEM_ASR_FINAL_SWITCH_SCAN": "off"},  # no switch scan at finals (stream.py)

@@ -751,12 +751,10 @@ def test_a_suspected_switchs_head_final_is_decoded_ahead_and_sent_when_the_switc
     assert len(confirmed[3]) == 1 and confirmed[2] == confirmed[3][0]
 
 
-class OneProbeSaysJapanese(FakeEngine):
-    """English throughout, but the first switch probe (a window's trailing seconds) hears Japanese."""
+class FirstProbeSaysJapanese:
+    """Mixin for a fake engine: its first switch probe (a window's trailing seconds) hears Japanese."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.probes = 0
+    probes = 0
 
     def detect(self, encoded, pair, last_seconds=None, span=None):
         if last_seconds is not None and span is None:
@@ -766,14 +764,48 @@ class OneProbeSaysJapanese(FakeEngine):
         return super().detect(encoded, pair)
 
 
+class OneProbeSaysJapanese(FirstProbeSaysJapanese, FakeEngine):
+    """English throughout, but the first switch probe hears Japanese."""
+
+
 def test_a_withdrawn_suspicion_leaves_no_trace_of_its_head_draft():
     """One probe hears Japanese, the next English again: the head decoded ahead for that
     suspicion is not sent; the segment gets its one English final, decoded at its end."""
     engine = OneProbeSaysJapanese()
-    stream = RecognitionStream(engine, LoudnessVad(),
-                               StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
+    stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
+        languages=("en", "ja"), initial_language="en", padding=None, head_drafts=True))
     events, switched_at = run_live(stream, np.concatenate([speech(5.0), silence(1.5)]))
     finals = [e for e in events if isinstance(e, Result) and e.is_final]
     assert switched_at is None and [(f.language, f.start_s) for f in finals] == [("en", 0.0)]
     assert 4.9 <= finals[0].end_s <= 5.3
     assert engine.decodes.count(StreamOptions.beam_size) == 2  # the head decoded ahead, then the final
+
+
+class HeldDraftsOneProbeSaysJapanese(FirstProbeSaysJapanese, HeldJobs):
+    """Finals decoded ahead are held at their encode (HeldJobs); the first switch probe hears Japanese."""
+
+    def __init__(self) -> None:
+        super().__init__(drafts=True)
+
+
+def test_a_pause_draft_runs_beside_a_suspected_switchs_head_draft_which_then_gives_way():
+    """English ends 0.6 s after a probe that heard Japanese: the head's draft is still running
+    (held) when the pause begins. The pause's draft starts beside it; once released, the head's
+    is dropped after its encode and the final is the pause's draft, decoded once on its thread."""
+    engine = HeldDraftsOneProbeSaysJapanese()
+    stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
+        languages=("en", "ja"), initial_language="en", padding=None, head_drafts=True))
+    events = []
+    for k, chunk in enumerate(np.split(np.concatenate([speech(3.6), silence(1.4)]), 50)):
+        events += stream.feed(chunk)
+        events += stream.step(background=engine.background)
+        if k == 38:  # 3.9 s: 0.3 s into the pause, before VAD confirms it (4.2 s)
+            assert len(engine.threads) == 2 and all(t.is_alive() for t in engine.threads)  # head, then pause
+            engine.release.set()
+            for thread in engine.threads:
+                thread.join(5)
+    events += stream.finish()
+    finals = [e for e in events if isinstance(e, Result) and e.is_final]
+    assert [(f.language, f.final_reason) for f in finals] == [("en", "end_of_speech")]
+    beams = [(beam, on_draft) for beam, on_draft in zip(engine.decodes, engine.decoded_on) if beam > 1]
+    assert beams == [(StreamOptions.beam_size, True)], beams  # the pause's draft only: the head's was dropped

@@ -63,7 +63,7 @@ class AsrSettings:
     min_silence_s: float = 0.6
     speculate_after_s: float = 0.15  # the final is decoded ahead this far into a pause (stream.StreamOptions)
     speculate_below_busy: float = 0.25  # decode the final ahead in a pause only below this others' share (above 1 = always)
-    head_drafts: bool = True  # a suspected switch's head final decoded ahead while the confirming probe comes
+    head_drafts: bool = False  # a suspected switch's head final decoded ahead while the confirming probe comes
     interim_in_pauses: bool = True  # false: no interim windows while VAD hears a pause (stream.StreamOptions)
     max_segment_s: float = 15.0
     # Bilingual mechanisms (README, "How a stream is recognised"); each can be switched off.

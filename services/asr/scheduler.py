@@ -3,7 +3,8 @@
 Streams no longer call the engine directly; each gets a `StreamEngine` facade (same
 interface) whose calls go through the `InferenceScheduler`:
 
-- priorities: finals (and finals decoded ahead in a pause) before interim windows;
+- priorities: finals (and finals decoded ahead in a pause) before interim windows, and those
+  before the head's final of a switch only suspected so far (it uses the time left over);
 - fairness: within a priority, the job that has waited longest goes first (a stream has
   at most one job queued per thread: each waits for its result);
 - batching: encodes of the same padded length and decodes of the same shape (beam, padded
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-FINAL, INTERIM = 0, 1
+FINAL, INTERIM, SPECULATIVE = 0, 1, 2  # SPECULATIVE: a switch's head final decoded before the switch is confirmed
 BUSY_HORIZON_S = 2.0  # what `others_busy` looks back over
 
 
@@ -71,7 +72,10 @@ class InferenceScheduler:
 
     # ---- API -------------------------------------------------------------------------
     def for_stream(self) -> "StreamEngine":
-        return StreamEngine(self, next(self._stream_ids))
+        stream = next(self._stream_ids)
+        with self._cv:
+            self._busy[stream] = 0.0
+        return StreamEngine(self, stream)
 
     def load(self) -> float:
         """Queued jobs per worker (0 = idle)."""
@@ -155,8 +159,9 @@ class InferenceScheduler:
                 self._running.remove(running)
                 now = time.monotonic()
                 self._recent.append((running[0], now, running[1]))
-                for j in batch:
-                    self._busy[j.stream] = self._busy.get(j.stream, 0.0) + (now - running[0]) / len(batch)
+                for j in batch:  # (not a stream forgotten meanwhile: a window or draft that outlived it)
+                    if j.stream in self._busy:
+                        self._busy[j.stream] += (now - running[0]) / len(batch)
                 while self._recent and self._recent[0][1] < now - BUSY_HORIZON_S:
                     self._recent.popleft()
             if error is not None:

@@ -27,7 +27,7 @@ from services.asr.commit import LocalAgreement, join_units, units
 from services.asr.engine import Decoded, Encoded, Padding, WhisperEngine
 from services.asr.features import SAMPLE_RATE
 from services.asr.pacing import InterimWork
-from services.asr.scheduler import FINAL, INTERIM
+from services.asr.scheduler import FINAL, INTERIM, SPECULATIVE
 from services.asr.language import (
     HysteresisOptions, SwitchDetector, best, convert_script, decide_final_language, script_contradiction,
     whisper_code,
@@ -53,10 +53,14 @@ class StreamOptions:
     # when VAD confirms the silence. Drafting anyway, now dropped in breaths: N = 2 p95 6.49 vs 6.26 s.
     speculate_below_busy: float = 0.25
     # A live stream's suspected switch (one probe for the other language): the head's final is
-    # decoded ahead on another thread, at the cut that probe's window locates, while the confirming
-    # probe comes; the confirmed switch takes that cut if it is within 0.25 s of its own. Same
-    # load rule as above. (Files and fast mode run windows inline: no head drafts there.)
-    head_drafts: bool = True
+    # decoded ahead on another thread, at the cut that probe's window locates, at the scheduler's
+    # lowest priority, while the confirming probe comes; the confirmed switch takes that cut if it
+    # is within 0.25 s of its own. Same load rule as above. (Files and fast mode run windows
+    # inline: no head drafts there.) Off by default: `bench.eval` at real time, two alternating
+    # pairs, gave the slowest switch finals 0.2-0.3 s sooner (p95 of all finals 3.29 / 3.12 s
+    # against 3.52 / 3.44 s) but ordinary finals' p95 1.61 / 1.59 against 1.54 / 1.51 s, means
+    # equal: a false suspicion near the end of a turn spends the worker time its pause's draft needs.
+    head_drafts: bool = False
     # False: no interim window while VAD hears a pause in the open segment (its last `pause_s` all
     # below VAD's silence threshold): it would only add silence to the text, and on a busy machine
     # it delays the final decoded ahead in that pause; the window runs when speech resumes. Off
@@ -213,7 +217,8 @@ class RecognitionStream:
         self._window_running = False
         self._window_done_at = 0  # stream sample when the last background text window finished
         self._window_error: BaseException | None = None
-        self._drafting: tuple | None = None  # key of the final being decoded ahead on another thread
+        # Keys of the finals being decoded ahead on other threads: one in a pause, one of a switch's head.
+        self._drafting: set[tuple] = set()
         self._draft_done = threading.Condition()
         self._stats_lock = threading.Lock()
         self.on_window: Callable[[float], None] | None = None  # metrics hook: seconds of one model call
@@ -268,12 +273,8 @@ class RecognitionStream:
             return self._cut_at_pending_switch(seg)
         o = self.options
         end = self._speech_probably_ended()
-        if end is not None:  # decode the final now, so it is ready when the silence is confirmed ...
-            others = getattr(self.engine, "others_busy", None)  # ... unless other streams keep the machine busy
-            # ... or a switch is suspected: its confirming probe (running, or due when speech resumes)
-            # would cut the segment before this pause and throw that draft away; live, the draft's
-            # encode held up the probe's language checks by 0.6 s (ko-en_B-A-B_immediate).
-            if (others is None or others() < o.speculate_below_busy) and not (o.head_drafts and self.switch_suspected):
+        if end is not None:  # decode the final now, so it is ready when the silence is confirmed
+            if self._room_to_draft():
                 if background is None:
                     self._draft_final(seg, end, None)
                 else:
@@ -281,11 +282,9 @@ class RecognitionStream:
             return []  # (no forced cut either: VAD is about to end the segment)
         if self.total - seg.start >= o.max_segment_s * SAMPLE_RATE:
             return self._force_cut()
-        if background is not None and seg.suspected_cut is not None and self._drafting is None:
+        if background is not None and seg.suspected_cut is not None and self._room_to_draft():
             cut, old, _, _ = seg.suspected_cut  # the head's final, decoded while the confirming probe comes
-            others = getattr(self.engine, "others_busy", None)
-            if others is None or others() < o.speculate_below_busy:
-                self._draft_in_background(seg, cut, background, language=old)
+            self._draft_in_background(seg, cut, background, language=old)
         if work == "none" or self._window_running or self._drafting_pause or \
                 (o.vad_flush and not o.interim_in_pauses and self._in_pause()):
             return []  # (a draft still running is dropped at its next model call: speech resumed)
@@ -318,6 +317,12 @@ class RecognitionStream:
             raise
         return []
 
+    def _room_to_draft(self) -> bool:
+        """A final may be decoded ahead: other streams took less than `speculate_below_busy` of the
+        inference workers' last 2 s (always, on an engine without a scheduler)."""
+        others = getattr(self.engine, "others_busy", None)
+        return others is None or others() < self.options.speculate_below_busy
+
     def _speech_probably_ended(self) -> int | None:
         """Where the open segment's final ends (the silence start plus the speech pad) once VAD has
         heard `speculate_after_s` of the silence that would close it; None before."""
@@ -333,10 +338,13 @@ class RecognitionStream:
         - In a pause (`language` None): dropped at its next model call once speech resumes (a
           breath costs at most one model call, not the stream's time).
         - The head of a suspected switch (`language`: the head's): dropped once the suspicion is
-          withdrawn or the switch is confirmed elsewhere; windows go on meanwhile, since the
-          confirming probe is what the final waits for."""
+          withdrawn, the switch is confirmed elsewhere or a pause is closing the segment (whose own
+          draft may run beside it); windows go on meanwhile, since the confirming probe is what
+          the final waits for.
+        One of each kind at a time."""
         key = self._draft_key(seg, end, language)
-        if self._drafting is not None or (seg.draft is not None and seg.draft.key == key):
+        if any((k[3] is None) == (language is None) for k in tuple(self._drafting)) or \
+                (seg.draft is not None and seg.draft.key == key):
             return
         audio = self._window(seg.start, end)
         suspected = seg.suspected_cut[:3] if seg.suspected_cut else None
@@ -345,25 +353,27 @@ class RecognitionStream:
             if self._segment is not seg:
                 return False
             if language is not None:
-                return seg.suspected_cut is not None and seg.suspected_cut[:3] == suspected
+                return seg.suspected_cut is not None and seg.suspected_cut[:3] == suspected and \
+                    self._speech_probably_ended() is None
             ended = self._speech_probably_ended()  # None once VAD confirmed the silence (the final waits)
             return ended == end or (ended is None and not self._segmenter.in_speech)
 
         def run() -> None:
             try:
-                self._decode_final(seg, key, audio, wanted)
+                # a suspected switch's head takes the time the scheduler has left over
+                self._decode_final(seg, key, audio, wanted, SPECULATIVE if language else FINAL)
             except Exception:  # noqa: BLE001 - the final decodes it again, and raises there
                 pass
             finally:
                 with self._draft_done:
-                    self._drafting = None
+                    self._drafting.discard(key)
                     self._draft_done.notify_all()
 
-        self._drafting = key
+        self._drafting.add(key)
         try:
             background(run, window=False)
         except BaseException:
-            self._drafting = None
+            self._drafting.discard(key)
             raise
 
     def _interim_in_background(self, seg: _Segment, end: int, audio: np.ndarray, text: bool) -> None:
@@ -401,7 +411,7 @@ class RecognitionStream:
     @property
     def _drafting_pause(self) -> bool:
         """A final is being decoded ahead in a pause (no window starts meanwhile)."""
-        return self._drafting is not None and self._drafting[3] is None
+        return any(k[3] is None for k in tuple(self._drafting))  # (a snapshot: draft threads discard keys)
 
     @property
     def switch_suspected(self) -> bool:
@@ -645,7 +655,7 @@ class RecognitionStream:
     def _in_drafted_pause(self, seg: _Segment) -> bool:
         """VAD is still in the silence the segment's final was drafted (or is being drafted) in."""
         silence = self._segmenter.silence_start
-        keys = [k for k in (seg.draft.key if seg.draft else None, self._drafting)
+        keys = [k for k in (seg.draft.key if seg.draft else None, *tuple(self._drafting))
                 if k and k[0] == seg.start and k[3] is None]  # (a head's draft is not a pause's)
         return silence is not None and any(k[1] >= silence * FRAME_SAMPLES for k in keys)
 
@@ -786,17 +796,17 @@ class RecognitionStream:
         (waiting for it if it is still being decoded on another thread), else decoded now."""
         key = self._draft_key(seg, end, language)
         with self._draft_done:
-            self._draft_done.wait_for(lambda: self._drafting != key)
+            self._draft_done.wait_for(lambda: key not in self._drafting)
         if seg.draft is not None and seg.draft.key == key:
             return seg.draft
         return self._decode_final(seg, key, self._window(seg.start, end))
 
     def _decode_final(self, seg: _Segment, key: tuple, audio: np.ndarray,
-                      wanted: Callable[[], bool] = lambda: True) -> "_Draft | None":
+                      wanted: Callable[[], bool] = lambda: True, priority: int = FINAL) -> "_Draft | None":
         """Decode a segment's final (`key` from `_draft_key`: its end and forced language) into
         `seg.draft`; a draft that is no longer `wanted` is dropped before its next model call (None)."""
         _, end, _, language, _ = key
-        self._set_priority(FINAL)
+        self._set_priority(priority)
         if len(audio) < int(0.1 * SAMPLE_RATE):
             seg.draft = None
             return None
@@ -811,8 +821,7 @@ class RecognitionStream:
         else:
             split = self._scan_for_switch(seg, encoded, forced or seg.language or best(probs)[0])  # heads included
         if split is not None:  # the final is decoded per part, when the cut is made (_finalize)
-            seg.draft = _Draft(key, split[1], "", 0.0, False, False, split)
-            return seg.draft
+            return self._keep(seg, _Draft(key, split[1], "", 0.0, False, False, split), wanted)
         if forced:
             lang = forced
         elif seg.language_fixed and probs.get(seg.language, 0.0) >= o.keep_locked_above:
@@ -844,8 +853,15 @@ class RecognitionStream:
             proven = script_contradiction(text, lang, self.pair)
             if proven is not None:  # e.g. English words decoded under ja: tagged (and translated) as English
                 lang, commit = proven, self.language is None
-        seg.draft = _Draft(key, lang, text, float(probs.get(lang, 0.0)), commit, forced is not None)
-        return seg.draft
+        return self._keep(seg, _Draft(key, lang, text, float(probs.get(lang, 0.0)), commit, forced is not None), wanted)
+
+    @staticmethod
+    def _keep(seg: _Segment, draft: "_Draft", wanted: Callable[[], bool]) -> "_Draft":
+        """`draft` as the segment's draft, unless it is no longer wanted (a switch's head decoded
+        ahead must not replace the draft of the pause that closes the segment)."""
+        if wanted():
+            seg.draft = draft
+        return draft
 
     def _finalize(self, end: int, reason: str, language: str | None = None) -> list[Event]:
         seg = self._segment
