@@ -189,8 +189,8 @@ def markdown(results: list[dict]) -> str:
             fl, fr = r["final_latency_s"], r.get("first_result_latency_s") or {}
             rates = " ".join(f"{lang} {rate:.3f}" for lang, rate in (r.get("error_rate") or {}).items())
             attribution = r.get("language_attribution")
-            lines.append(f"| {res['label']} | {r['streams']} | {r.get('refused', 0)} | {r.get('finals', '')} | {_num(fl['p50'])} | "
-                         f"{_num(fl['p95'])} | {_num(fr.get('p50'))} | {rates} | {_num(attribution, 3)} | "
+            lines.append(f"| {res['label']} | {r['streams']} | {r.get('refused', 0)} | {r.get('finals', '')} | "
+                         f"{_num(fl['p50'])} | {_num(fl['p95'])} | {_num(fr.get('p50'))} | {rates} | {_num(attribution, 3)} | "
                          f"{r['real_time_factor']:.2f} | {r['cpu_cores_used']:.2f} | {len(r['errors'])} |")
     lines.append("")
     for res in results:
@@ -213,7 +213,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", default="1,2,3,4,6,8")
     parser.add_argument("--bound", type=float, default=1.5)
     parser.add_argument("--max-seconds", type=float, default=1500.0)
-    parser.add_argument("--configs", default="ct2,ct2-nobatch,torch,ct2-admit", help=f"comma-separated, of {sorted(CONFIGS)}")
+    parser.add_argument("--configs", default="ct2,ct2-nobatch,torch,ct2-admit",
+                        help=f"comma-separated, of {sorted(CONFIGS)}")
     parser.add_argument("--peers", type=Path, default=Path("reports/peers.json"),
                         help="peer results to show beside ours (from `make peers`), if present")
     parser.add_argument("--streams-per-session", type=int, default=3,

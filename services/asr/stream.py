@@ -18,7 +18,7 @@ import dataclasses
 import math
 import threading
 import time
-from typing import Callable, Union
+from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
@@ -151,9 +151,28 @@ class LanguageSwitched:
 Event = Union[Result, SpeechBoundary, LanguageSwitched]
 
 
+class _DraftKey(NamedTuple):
+    """What a final decoded ahead depends on: it is reused only for an equal key."""
+
+    start: int
+    end: int
+    votes: int | None  # the segment's whole-window votes (None for a forced language: they do not count)
+    language: str | None  # forced (a switch's head), or None (a final in a pause)
+    pending_switch: tuple[int, str, str] | None
+
+
+class _Suspicion(NamedTuple):
+    """Where a suspected switch would cut, located by the window of its first probe vote."""
+
+    cut: int
+    old: str
+    new: str
+    first_vote: int
+
+
 @dataclasses.dataclass(frozen=True)
 class _Draft:
-    key: tuple
+    key: _DraftKey
     language: str
     text: str
     confidence: float
@@ -174,8 +193,7 @@ class _Segment:
     probe_ends: list[int] = dataclasses.field(default_factory=list)  # stream samples where live probes ended
     first_vote_at: int | None = None  # stream sample where its first whole-window language vote ended
     pending_switch: tuple[int, str, str] | None = None  # (cut, old, new) confirmed by a window, not yet cut
-    # (cut, old, new, first vote) where a suspected switch would cut, located by its first probe's window
-    suspected_cut: tuple[int, str, str, int] | None = None
+    suspected_cut: _Suspicion | None = None
     segment_id: int | None = None
     revision: int = 0
     last_decode_end: int = 0
@@ -218,7 +236,7 @@ class RecognitionStream:
         self._window_done_at = 0  # stream sample when the last background text window finished
         self._window_error: BaseException | None = None
         # Keys of the finals being decoded ahead on other threads: one in a pause, one of a switch's head.
-        self._drafting: set[tuple] = set()
+        self._drafting: set[_DraftKey] = set()
         self._draft_done = threading.Condition()
         self._stats_lock = threading.Lock()
         self.on_window: Callable[[float], None] | None = None  # metrics hook: seconds of one model call
@@ -283,8 +301,8 @@ class RecognitionStream:
         if self.total - seg.start >= o.max_segment_s * SAMPLE_RATE:
             return self._force_cut()
         if background is not None and seg.suspected_cut is not None and self._room_to_draft():
-            cut, old, _, _ = seg.suspected_cut  # the head's final, decoded while the confirming probe comes
-            self._draft_in_background(seg, cut, background, language=old)
+            head = seg.suspected_cut  # the head's final, decoded while the confirming probe comes
+            self._draft_in_background(seg, head.cut, background, language=head.old)
         if work == "none" or self._window_running or self._drafting_pause or \
                 (o.vad_flush and not o.interim_in_pauses and self._in_pause()):
             return []  # (a draft still running is dropped at its next model call: speech resumed)
@@ -343,17 +361,17 @@ class RecognitionStream:
           the final waits for.
         One of each kind at a time."""
         key = self._draft_key(seg, end, language)
-        if any((k[3] is None) == (language is None) for k in tuple(self._drafting)) or \
+        if any((k.language is None) == (language is None) for k in tuple(self._drafting)) or \
                 (seg.draft is not None and seg.draft.key == key):
             return
         audio = self._window(seg.start, end)
-        suspected = seg.suspected_cut[:3] if seg.suspected_cut else None
 
         def wanted() -> bool:  # read without the lock: a stale answer costs one model call at most
             if self._segment is not seg:
                 return False
             if language is not None:
-                return seg.suspected_cut is not None and seg.suspected_cut[:3] == suspected and \
+                head = seg.suspected_cut
+                return head is not None and (head.cut, head.old) == (end, language) and \
                     self._speech_probably_ended() is None
             ended = self._speech_probably_ended()  # None once VAD confirmed the silence (the final waits)
             return ended == end or (ended is None and not self._segmenter.in_speech)
@@ -411,7 +429,7 @@ class RecognitionStream:
     @property
     def _drafting_pause(self) -> bool:
         """A final is being decoded ahead in a pause (no window starts meanwhile)."""
-        return any(k[3] is None for k in tuple(self._drafting))  # (a snapshot: draft threads discard keys)
+        return any(k.language is None for k in tuple(self._drafting))  # (a snapshot: draft threads discard keys)
 
     @property
     def switch_suspected(self) -> bool:
@@ -589,7 +607,7 @@ class RecognitionStream:
                         break
                 old, first_vote_end = seg.language or new, seg.detector.switch_index or end
                 suspected, suspected_at = seg.detector.pending, seg.detector.first_vote_index
-                if new is None and seg.suspected_cut and seg.suspected_cut[3] != suspected_at:
+                if new is None and seg.suspected_cut and seg.suspected_cut.first_vote != suspected_at:
                     seg.suspected_cut = None  # that suspicion was withdrawn: its head's draft is dropped
                 locate_head = new is None and suspected is not None and seg.suspected_cut is None and \
                     o.head_drafts and seg.language is not None and suspected != seg.language
@@ -599,16 +617,17 @@ class RecognitionStream:
                     if self._segment is seg:
                         # The cut the suspicion's window located, if this one agrees within 0.25 s:
                         # the head's final decoded meanwhile is then the one sent.
-                        if seg.suspected_cut is not None and seg.suspected_cut[1:] == (old, new, first_vote_end) and \
-                                abs(seg.suspected_cut[0] - cut) <= SAMPLE_RATE // 4:
-                            cut = seg.suspected_cut[0]
+                        head = seg.suspected_cut
+                        if head is not None and (head.old, head.new, head.first_vote) == (old, new, first_vote_end) \
+                                and abs(head.cut - cut) <= SAMPLE_RATE // 4:
+                            cut = head.cut
                         seg.pending_switch = (cut, old, new)
                 return
             if locate_head:  # where the suspected switch would cut, for its head's final decoded ahead
                 cut = self._locate_switch(seg, encoded, window_start, old, suspected, suspected_at)
                 with self._lock:
                     if self._segment is seg and seg.detector.first_vote_index == suspected_at and seg.start < cut:
-                        seg.suspected_cut = (cut, old, suspected, suspected_at)
+                        seg.suspected_cut = _Suspicion(cut, old, suspected, suspected_at)
         if not text:
             return
         with self._lock:
@@ -656,8 +675,8 @@ class RecognitionStream:
         """VAD is still in the silence the segment's final was drafted (or is being drafted) in."""
         silence = self._segmenter.silence_start
         keys = [k for k in (seg.draft.key if seg.draft else None, *tuple(self._drafting))
-                if k and k[0] == seg.start and k[3] is None]  # (a head's draft is not a pause's)
-        return silence is not None and any(k[1] >= silence * FRAME_SAMPLES for k in keys)
+                if k and k.start == seg.start and k.language is None]  # (a head's draft is not a pause's)
+        return silence is not None and any(k.end >= silence * FRAME_SAMPLES for k in keys)
 
     def _vote(self, seg: _Segment, end: int, probs: dict[str, float], text: bool) -> str:
         """A window's whole-window language vote on its segment; returns the language it is
@@ -787,9 +806,8 @@ class RecognitionStream:
         return events
 
     @staticmethod
-    def _draft_key(seg: _Segment, end: int, language: str | None) -> tuple:
-        # A final in a forced language (a switch's head) does not depend on the segment's votes.
-        return seg.start, end, None if language else len(seg.votes), language, seg.pending_switch
+    def _draft_key(seg: _Segment, end: int, language: str | None) -> _DraftKey:
+        return _DraftKey(seg.start, end, None if language else len(seg.votes), language, seg.pending_switch)
 
     def _draft_final(self, seg: _Segment, end: int, language: str | None) -> "_Draft | None":
         """A segment's final (no state changes): the one decoded ahead if nothing changed since
@@ -801,11 +819,11 @@ class RecognitionStream:
             return seg.draft
         return self._decode_final(seg, key, self._window(seg.start, end))
 
-    def _decode_final(self, seg: _Segment, key: tuple, audio: np.ndarray,
+    def _decode_final(self, seg: _Segment, key: _DraftKey, audio: np.ndarray,
                       wanted: Callable[[], bool] = lambda: True, priority: int = FINAL) -> "_Draft | None":
         """Decode a segment's final (`key` from `_draft_key`: its end and forced language) into
         `seg.draft`; a draft that is no longer `wanted` is dropped before its next model call (None)."""
-        _, end, _, language, _ = key
+        end, language = key.end, key.language
         self._set_priority(priority)
         if len(audio) < int(0.1 * SAMPLE_RATE):
             seg.draft = None
