@@ -692,23 +692,24 @@ class RecordsThreads(HearsPitch):
         return super().decode(encoded, language, prompt=prompt, prefix=prefix, beam_size=beam_size)
 
 
-def run_live(stream: RecognitionStream, audio: np.ndarray):
+def run_live(stream: RecognitionStream, audio: np.ndarray, draft_delay: int = 0):
     """Chunks of 0.1 s; each background job (named "window" or "draft") runs on a thread of its
-    own once step has returned, and ends before the next chunk. Returns the events and the
-    chunk at which the switch came."""
+    own once step has returned (a draft `draft_delay` chunks later), and ends before the next
+    chunk. Returns the events and the chunk at which the switch came."""
     queued: list = []
     events, switched_at = [], None
+    k = 0
 
     def background(job, window=True):
-        queued.append((job, "window" if window else "draft"))
+        queued.append((job, "window" if window else "draft", k + (0 if window else draft_delay)))
 
     for k, chunk in enumerate(np.array_split(audio, len(audio) // 1600)):
         events += stream.feed(chunk)
         events += stream.step(background=background)
         if switched_at is None and any(isinstance(e, LanguageSwitched) for e in events):
             switched_at = k
-        while queued:
-            job, name = queued.pop(0)
+        for job, name, due in [q for q in queued if q[2] <= k]:
+            queued.remove((job, name, due))
             thread = threading.Thread(target=job, name=name)
             thread.start()
             thread.join(5)
@@ -809,3 +810,35 @@ def test_a_pause_draft_runs_beside_a_suspected_switchs_head_draft_which_then_giv
     assert [(f.language, f.final_reason) for f in finals] == [("en", "end_of_speech")]
     beams = [(beam, on_draft) for beam, on_draft in zip(engine.decodes, engine.decoded_on) if beam > 1]
     assert beams == [(StreamOptions.beam_size, True)], beams  # the pause's draft only: the head's was dropped
+
+
+@pytest.mark.parametrize("draft_delay", [0, 3])
+def test_a_switchs_cut_snaps_to_the_turns_gap_whose_final_was_decoded_ahead(draft_delay):
+    """English, a 0.3 s gap, Japanese, live: VAD hears the gap and the English final is decoded
+    ahead there (with `draft_delay` 3, only once speech has resumed: dropped after its encode).
+    The switch confirmed later is cut at that draft's end, not at the quietest frame the probes
+    located, so the head's audio is encoded once, and decoded once (the draft itself, or from
+    its kept encoder output). With `snap_cut_s=0` the head is encoded and decoded again."""
+    audio = np.concatenate([silence(0.3), tone(5.0, 220), silence(0.3), tone(5.0, 440), silence(1.5)])
+    gap_draft_end = 5.3 + StreamOptions.speech_pad_s
+    outcomes = {}
+    for snap in (0.25, 0.0):
+        engine = RecordsThreads()
+        stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None, snap_cut_s=snap))
+        events, switched_at = run_live(stream, audio, draft_delay)
+        finals = [e for e in events if isinstance(e, Result) and e.is_final]
+        assert [(f.language, f.final_reason) for f in finals] == [("en", "language_switch"), ("ja", "end_of_speech")]
+        assert switched_at is not None and switched_at > 56  # confirmed by probes well after the gap
+        head = finals[0].end_s
+        finals_encoded = [secs for secs, quantum in engine.encodes if quantum is None and 5.4 < secs < 5.6]
+        head_decodes = [thread for language, beam, secs, thread in engine.decoded
+                        if language == "en" and beam == StreamOptions.beam_size]
+        outcomes[snap] = (head, finals_encoded, head_decodes)
+    head, encoded, decodes = outcomes[0.25]
+    assert abs(head - gap_draft_end) <= 0.04, outcomes  # (VAD frames are 32 ms)
+    assert encoded == [round(head, 2)], outcomes  # the gap's draft's encode, reused (no window's that long)
+    assert decodes == (["draft"] if draft_delay == 0 else ["MainThread"]), outcomes
+    head, encoded, decodes = outcomes[0.0]
+    assert head != outcomes[0.25][0], outcomes  # the probes located it elsewhere in the gap ...
+    assert len(encoded) == 2 and len(decodes) == 1 + (draft_delay == 0), outcomes  # ... so encoded again

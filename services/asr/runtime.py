@@ -64,6 +64,7 @@ class AsrSettings:
     speculate_after_s: float = 0.15  # the final is decoded ahead this far into a pause (stream.StreamOptions)
     speculate_below_busy: float = 0.25  # decode the final ahead in a pause only below this others' share (above 1 = always)
     head_drafts: bool = False  # a suspected switch's head final decoded ahead while the confirming probe comes
+    snap_cut_s: float = 0.25  # a switch's cut moves to a pause's final decoded ahead this near (0 = never)
     interim_in_pauses: bool = True  # false: no interim windows while VAD hears a pause (stream.StreamOptions)
     max_segment_s: float = 15.0
     # Bilingual mechanisms (README, "How a stream is recognised"); each can be switched off.
@@ -119,7 +120,7 @@ class AsrRuntime:
             languages=("en",), beam_size=s.beam_size, long_final_beam=s.long_final_beam, long_final_s=s.long_final_s,
             partial_interval_s=s.partial_interval_s,
             min_silence_s=s.min_silence_s, speculate_after_s=s.speculate_after_s,
-            speculate_below_busy=s.speculate_below_busy, head_drafts=s.head_drafts,
+            speculate_below_busy=s.speculate_below_busy, head_drafts=s.head_drafts, snap_cut_s=s.snap_cut_s,
             max_segment_s=s.max_segment_s, interim_in_pauses=s.interim_in_pauses,
             pair_constraint=s.pair_constraint,
             hysteresis=HysteresisOptions(windows=s.hysteresis_windows, threshold=s.hysteresis_threshold),

@@ -78,6 +78,9 @@ class StreamOptions:
     # --- mechanisms (each can be switched off for ablations) ---------------------------
     pair_constraint: bool = True  # Whisper's language token restricted to the pair
     hysteresis: HysteresisOptions = HysteresisOptions()  # windows=1, threshold=0 switches it off
+    # A confirmed switch's cut moves to the end of a final the segment decoded ahead in a pause
+    # if one lies this near (0 = never): `_snap_to_drafted_end`.
+    snap_cut_s: float = 0.25
     switch_probe: bool = True  # probe the trailing seconds for a switch inside a segment
     switch_probe_s: float = 2.0
     # The probe reads the trailing frames of the window's encoder output, which attended to the whole
@@ -199,6 +202,10 @@ class _Segment:
     last_decode_end: int = 0
     confidence: float = 0.0
     draft: _Draft | None = None  # the final decoded ahead during a pause
+    # Encoder outputs of finals decoded ahead (kept when the draft itself is dropped), by end
+    # sample: a final at that end (a switch's head snapped to it) only decodes.
+    encoded: dict[int, Encoded] = dataclasses.field(default_factory=dict)
+    closing_at: int | None = None  # the end its final is being made at (other drafts are dropped)
 
 
 @dataclasses.dataclass
@@ -367,8 +374,10 @@ class RecognitionStream:
         audio = self._window(seg.start, end)
 
         def wanted() -> bool:  # read without the lock: a stale answer costs one model call at most
-            if self._segment is not seg:
-                return False
+            if self._segment is not seg or seg.closing_at not in (None, end):
+                return False  # (a final at another end, e.g. a switch's, is being made)
+            if seg.closing_at == end:
+                return True  # that final waits for this one
             if language is not None:
                 head = seg.suspected_cut
                 return head is not None and (head.cut, head.old) == (end, language) and \
@@ -621,6 +630,8 @@ class RecognitionStream:
                         if head is not None and (head.old, head.new, head.first_vote) == (old, new, first_vote_end) \
                                 and abs(head.cut - cut) <= SAMPLE_RATE // 4:
                             cut = head.cut
+                        else:
+                            cut = self._snap_to_drafted_end(seg, cut)
                         seg.pending_switch = (cut, old, new)
                 return
             if locate_head:  # where the suspected switch would cut, for its head's final decoded ahead
@@ -793,6 +804,17 @@ class RecognitionStream:
                 best_cut, best_score = cut, score
         return best_cut
 
+    def _snap_to_drafted_end(self, seg: _Segment, cut: int) -> int:
+        """A switch's cut moved to the nearest end, within `snap_cut_s`, of a final this segment
+        had decoded (or is decoding) ahead in a pause: at an immediate switch VAD often hears the
+        turns' gap, whose draft is dropped once speech resumes but leaves its encoder output, so
+        the head's final only decodes (or is the draft itself)."""
+        ends = [*seg.encoded, *(k.end for k in tuple(self._drafting) if k.start == seg.start and k.language is None)]
+        if seg.draft is not None and seg.draft.key.start == seg.start:
+            ends.append(seg.draft.key.end)
+        near = [e for e in ends if seg.start < e and abs(e - cut) <= self.options.snap_cut_s * SAMPLE_RATE]
+        return min(near, key=lambda e: abs(e - cut)) if near else cut
+
     def _force_cut(self) -> list[Event]:
         seg = self._segment
         assert seg is not None
@@ -813,10 +835,15 @@ class RecognitionStream:
         """A segment's final (no state changes): the one decoded ahead if nothing changed since
         (waiting for it if it is still being decoded on another thread), else decoded now."""
         key = self._draft_key(seg, end, language)
-        with self._draft_done:
-            self._draft_done.wait_for(lambda: key not in self._drafting)
-        if seg.draft is not None and seg.draft.key == key:
-            return seg.draft
+        with self._draft_done:  # (one decoding the same audio: its encoder output is reused)
+            self._draft_done.wait_for(lambda: not any(k[:2] == key[:2] for k in self._drafting))
+        draft = seg.draft
+        if draft is not None and draft.key == key:
+            return draft
+        if draft is not None and language is not None and draft.key[:2] == key[:2] and \
+                draft.key.language is None and draft.split is None and draft.language == language:
+            # a pause's final decoded in the language a switch's head is forced to: the same decode
+            return dataclasses.replace(draft, key=key, commit=True, forced=True)
         return self._decode_final(seg, key, self._window(seg.start, end))
 
     def _decode_final(self, seg: _Segment, key: _DraftKey, audio: np.ndarray,
@@ -829,7 +856,11 @@ class RecognitionStream:
             seg.draft = None
             return None
         o = self.options
-        encoded = self._encode(audio, o.final_quantum_s)
+        encoded = seg.encoded.get(end)
+        if encoded is None:
+            encoded = seg.encoded[end] = self._encode(audio, o.final_quantum_s)
+            while len(seg.encoded) > 2:  # (the latest two pauses' are what a switch's cut snaps to)
+                seg.encoded.pop(next(iter(seg.encoded)), None)
         if not wanted():
             return None
         probs = self._detect(encoded)
@@ -884,6 +915,7 @@ class RecognitionStream:
     def _finalize(self, end: int, reason: str, language: str | None = None) -> list[Event]:
         seg = self._segment
         assert seg is not None
+        seg.closing_at = end
         draft = self._draft_final(seg, end, language)
         if draft is not None and draft.split is not None:  # a switch the live probes missed
             cut, old, new = draft.split
