@@ -88,6 +88,16 @@ def test_short_interim_windows_use_the_interim_quantum_and_long_ones_the_engine_
     assert engine.encodes[-1][1] is None  # the final always uses the engine's quantum
 
 
+def test_probing_windows_use_the_probe_quantum_and_the_final_the_engine_default():
+    engine = FakeEngine()
+    stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(languages=("en", "ja"), padding=None,
+                                                                    probe_quantum_s=5.0))
+    run(stream, np.concatenate([silence(0.5), speech(5.0), silence(1.5)]))
+    *interim, final = engine.encodes
+    assert {q for secs, q in interim if secs >= 3.0} == {5.0} and {q for secs, q in interim if secs < 3.0} == {2.0}
+    assert final[1] is None
+
+
 def test_the_final_is_decoded_once_in_the_pause_and_reused_when_it_is_confirmed():
     engine = FakeEngine()
     options = StreamOptions(languages=("en", "ja"), padding=None, min_silence_s=0.8, speculate_after_s=0.3)

@@ -80,6 +80,7 @@ class AsrSettings:
     universal_padding: bool = True
     padding_cutoff_s: float = 3.0
     interim_quantum_s: float = 2.0  # interim windows shorter than the switch probe: mel padded to this (0 = engine's 10 s)
+    probe_quantum_s: float = 0.0  # ... of interim windows of 3 s and longer (0 = the engine's 10 s)
     final_quantum_s: float = 0.0  # the final's mel padded to a multiple of this (0 = engine's 10 s; 30 = offline's)
     hallucination_guards: bool = True
     commit_prefix: bool = False
@@ -128,7 +129,7 @@ class AsrRuntime:
             probe_recheck_above=s.probe_recheck_above, probe_gaps=s.probe_gaps, short_text_chars=s.short_text_chars,
             vad_flush=s.vad_flush,
             padding=load_padding() if s.universal_padding else None, padding_cutoff_s=s.padding_cutoff_s,
-            interim_quantum_s=s.interim_quantum_s or None, final_quantum_s=s.final_quantum_s or None,
+            interim_quantum_s=s.interim_quantum_s or None, probe_quantum_s=s.probe_quantum_s or None, final_quantum_s=s.final_quantum_s or None,
             hallucination_guards=s.hallucination_guards, commit_prefix=s.commit_prefix,
             prompt_chars=s.prompt_chars, prompt_hygiene=s.prompt_hygiene,
         )

@@ -111,6 +111,7 @@ class StreamOptions:
     # the engine's quantum). Longer windows keep the engine's: the probe reads their trailing
     # encoder frames, and on short-padded windows it located switches seconds late (measured).
     interim_quantum_s: float | None = 2.0
+    probe_quantum_s: float | None = None  # ... and the longer (probing) ones to a multiple of this (None: engine's)
     # The final's mel padding quantum (None: the engine's 10 s). 30 s is what Whisper was trained on
     # and the offline ceiling uses: closer to it, at 3-5x the final's encoder time.
     final_quantum_s: float | None = None
@@ -582,7 +583,7 @@ class RecognitionStream:
         o = self.options
         window_start = end - len(audio)
         probing = o.switch_probe and len(self.pair) > 1 and end - seg.start >= self._probe_from
-        encoded = self._encode(audio, None if probing else o.interim_quantum_s)
+        encoded = self._encode(audio, o.probe_quantum_s if probing else o.interim_quantum_s)
         probs = self._detect(encoded)
         tail = self._detect(encoded, o.switch_probe_s) if probing else {}
         gaps = self._unprobed_ends(seg, window_start, end) if probing and o.probe_gaps else []
