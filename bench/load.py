@@ -62,6 +62,9 @@ CONFIGS = {
     "torch": {"TANDEM_ASR_ENGINE": "torch"},
     "ct2-admit": {"TANDEM_ASR_MAX_LOAD": "0.9"},  # admission by measured load, as by default (admission.py)
 }
+# Configurations that differ on the client's side: its sessions' RecognitionConfig.
+CLIENT = {"ct2-finals": {"interim_results": False}}  # finals only: probe-only windows (stream.py)
+CONFIGS["ct2-finals"] = {}
 ADMISSION_STEPS = {"ct2-admit": (2, 4)}  # the offered N it runs (of --steps)
 WORKERS = {"ct2-2workers": 2}
 
@@ -93,7 +96,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def step(target: str, entries, n: int, metrics_port: int, pids: list[int], rng: random.Random,
-         per_session: int = 3) -> dict:
+         per_session: int = 3, client: dict | None = None) -> dict:
     before, cpu0, t0 = scrape(metrics_port), cpu_seconds(pids), time.monotonic()
     traces: list = [None] * (n * per_session)
     delays = [rng.uniform(0, 1.0) for _ in range(n)]
@@ -103,7 +106,7 @@ def step(target: str, entries, n: int, metrics_port: int, pids: list[int], rng: 
         with grpc.insecure_channel(target) as channel:
             for j in range(per_session):
                 k = i * per_session + j
-                traces[k] = runner.run(channel, entries[k % len(entries)], realtime=True)
+                traces[k] = runner.run(channel, entries[k % len(entries)], realtime=True, **(client or {}))
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
@@ -154,7 +157,8 @@ def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float,
             if time.monotonic() - started > max_seconds:
                 print(f"load: time budget of {max_seconds:.0f} s spent; stopping before N={n}", file=log)
                 break
-            row = {"label": label, **step(stack.session_address, entries, n, metrics_port, pids, rng, per_session)}
+            row = {"label": label, **step(stack.session_address, entries, n, metrics_port, pids, rng, per_session,
+                                          CLIENT.get(label))}
             rows.append(row)
             fl = row["final_latency_s"]
             print(f"load: N={n}: {row['refused']} streams refused, " if row["refused"] else f"load: N={n}: ",
@@ -214,7 +218,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", default="1,2,3,4,6,8")
     parser.add_argument("--bound", type=float, default=1.5)
     parser.add_argument("--max-seconds", type=float, default=1500.0)
-    parser.add_argument("--configs", default="ct2,ct2-nobatch,torch,ct2-admit",
+    parser.add_argument("--configs", default="ct2,ct2-finals,ct2-nobatch,torch,ct2-admit",
                         help=f"comma-separated, of {sorted(CONFIGS)}")
     parser.add_argument("--peers", type=Path, default=Path("reports/peers.json"),
                         help="peer results to show beside ours (from `make peers`), if present")

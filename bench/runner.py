@@ -34,7 +34,7 @@ class Trace:
 
 
 def run(channel: grpc.Channel, entry: Entry, realtime: bool = True, translate: bool = True,
-        timeout_s: float = 600.0, phrases: dict[str, list[str]] | None = None) -> Trace:
+        timeout_s: float = 600.0, phrases: dict[str, list[str]] | None = None, interim_results: bool = True) -> Trace:
     pcm = entry.pcm()
     step = int(CHUNK_S * 16000)
     trace = Trace(entry, realtime)
@@ -42,7 +42,8 @@ def run(channel: grpc.Channel, entry: Entry, realtime: bool = True, translate: b
     t0 = time.monotonic()
 
     def requests():
-        yield session_pb2.StreamSessionRequest(config=session_config(entry.languages, translate=translate, phrases=phrases))
+        yield session_pb2.StreamSessionRequest(config=session_config(entry.languages, translate=translate,
+                                                                 interim_results=interim_results, phrases=phrases))
         for k, i in enumerate(range(0, len(pcm), step)):
             if realtime:
                 delay = t0 + (k + 1) * CHUNK_S - time.monotonic()

@@ -852,3 +852,22 @@ def test_a_switchs_cut_snaps_to_the_turns_gap_whose_final_was_decoded_ahead(draf
     head, encoded, decodes = outcomes[0.0]
     assert head != outcomes[0.25][0], outcomes  # the probes located it elsewhere in the gap ...
     assert len(encoded) == 2 and len(decodes) == 1 + (draft_delay == 0), outcomes  # ... so encoded again
+
+
+def test_a_finals_only_stream_probes_for_switches_live_without_decoding_interim_text():
+    """A client that asked for no interim results: English, a 0.15 s breath (no VAD pause), then
+    Japanese, live. Its windows vote and probe (the switch is cut live, at the breath) but decode
+    no text: the only decodes are the finals'."""
+    audio = np.concatenate([silence(0.3), tone(5.0, 220), silence(0.15), tone(5.0, 440), silence(1.5)])
+    for interim in (False, True):
+        engine = RecordsThreads()
+        stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None, interim_results=interim))
+        events, switched_at = run_live(stream, audio)
+        finals = [e for e in events if isinstance(e, Result) and e.is_final]
+        assert [(f.language, f.final_reason) for f in finals] == [("en", "language_switch"), ("ja", "end_of_speech")]
+        assert abs(finals[1].start_s - 5.35) <= 0.25 and switched_at is not None and switched_at < 100
+        interims = [e for e in events if isinstance(e, Result) and not e.is_final]
+        greedy = [d for d in engine.decoded if d[1] == 1]
+        assert (interims and greedy) if interim else not (interims or greedy), (interim, len(interims), greedy)
+        assert len(engine.encodes) > 8  # a window a second either way

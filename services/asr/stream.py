@@ -39,6 +39,9 @@ from services.asr.vad import FRAME_SAMPLES, SegmenterOptions, SileroVad, SpeechS
 class StreamOptions:
     languages: tuple[str, ...]
     initial_language: str | None = None
+    # False (a client that asked for finals only): every interim window is probe-only (language
+    # votes and the switch probe on the segment's tail, no text decoded), as for a live stream
+    # behind real time (`step`'s "probe").
     interim_results: bool = True
     partial_interval_s: float = 1.0  # re-decode the open segment this often (stretched up to 4x under load)
     min_decode_s: float = 0.4  # no interim decode before this much speech
@@ -328,7 +331,7 @@ class RecognitionStream:
         # the machine to finals; a window due before then is probe-only (cheaper, and what finds
         # switches: their probes keep the interval).
         end = self.total
-        text = work == "text" and end - self._window_done_at >= interval * SAMPLE_RATE
+        text = work == "text" and o.interim_results and end - self._window_done_at >= interval * SAMPLE_RATE
         # interim text re-decodes the whole segment; a probe-only window needs only its tail
         audio = self._window(seg.start if text else max(seg.start, end - int(o.probe_window_s * SAMPLE_RATE)), end)
         seg.last_decode_end = end
@@ -651,8 +654,6 @@ class RecognitionStream:
             if not decoded or self._segment is not seg:
                 return
             seg.agreement.insert(units(decoded))
-            if not o.interim_results:
-                return
             self._pending.append(Result(
                 segment_id=self._segment_id(seg), revision=seg.revision, is_final=False,
                 stability=seg.agreement.stability(), start_s=seg.start / SAMPLE_RATE, end_s=end / SAMPLE_RATE,
