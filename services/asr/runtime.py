@@ -129,7 +129,8 @@ class AsrRuntime:
             probe_recheck_above=s.probe_recheck_above, probe_gaps=s.probe_gaps, short_text_chars=s.short_text_chars,
             vad_flush=s.vad_flush,
             padding=load_padding() if s.universal_padding else None, padding_cutoff_s=s.padding_cutoff_s,
-            interim_quantum_s=s.interim_quantum_s or None, probe_quantum_s=s.probe_quantum_s or None, final_quantum_s=s.final_quantum_s or None,
+            interim_quantum_s=s.interim_quantum_s or None, probe_quantum_s=s.probe_quantum_s or None,
+            final_quantum_s=s.final_quantum_s or None,
             hallucination_guards=s.hallucination_guards, commit_prefix=s.commit_prefix,
             prompt_chars=s.prompt_chars, prompt_hygiene=s.prompt_hygiene,
         )

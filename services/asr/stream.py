@@ -837,12 +837,13 @@ class RecognitionStream:
         """A segment's final (no state changes): the one decoded ahead if nothing changed since
         (waiting for it if it is still being decoded on another thread), else decoded now."""
         key = self._draft_key(seg, end, language)
+        audio = (key.start, key.end)
         with self._draft_done:  # (one decoding the same audio: its encoder output is reused)
-            self._draft_done.wait_for(lambda: not any(k[:2] == key[:2] for k in self._drafting))
+            self._draft_done.wait_for(lambda: not any((k.start, k.end) == audio for k in self._drafting))
         draft = seg.draft
         if draft is not None and draft.key == key:
             return draft
-        if draft is not None and language is not None and draft.key[:2] == key[:2] and \
+        if draft is not None and language is not None and (draft.key.start, draft.key.end) == audio and \
                 draft.key.language is None and draft.split is None and draft.language == language:
             # a pause's final decoded in the language a switch's head is forced to: the same decode
             return dataclasses.replace(draft, key=key, commit=True, forced=True)
