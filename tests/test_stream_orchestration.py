@@ -871,3 +871,27 @@ def test_a_finals_only_stream_probes_for_switches_live_without_decoding_interim_
         greedy = [d for d in engine.decoded if d[1] == 1]
         assert (interims and greedy) if interim else not (interims or greedy), (interim, len(interims), greedy)
         assert len(engine.encodes) > 8  # a window a second either way
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+@pytest.mark.parametrize("closing", ["none", "same end", "other end"])
+def test_a_draft_gives_way_while_its_segments_final_is_made_at_another_end(closing, resumed):
+    """The stream's thread is inside a final (a switch's head, say) while a final decoded ahead in
+    a pause of the same segment runs: that draft goes on if it is that final (same end), even
+    once speech has resumed; at another end it stops after its encode, even while VAD (not fed
+    meanwhile) still hears the pause. With no final being made, VAD decides, as before."""
+    engine = FakeEngine()
+    stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(languages=("en", "ja"), padding=None))
+    drafts = []
+    audio = np.concatenate([silence(0.3), speech(3.0), silence(0.3)])
+    for chunk in np.array_split(audio, 36):
+        stream.feed(chunk)
+        stream.step(background=lambda job, window=True: None if window else drafts.append(job))
+    assert len(drafts) == 1  # the pause's draft, not run yet
+    if resumed:
+        stream.feed(speech(0.2))
+    end = next(iter(stream._drafting)).end
+    stream._segment.closing_at = {"none": None, "same end": end, "other end": end - RATE // 4}[closing]
+    drafts[0]()
+    decoded = closing == "same end" or (closing == "none" and not resumed)
+    assert engine.decodes.count(StreamOptions.beam_size) == decoded
