@@ -687,9 +687,13 @@ class RecognitionStream:
     def _in_drafted_pause(self, seg: _Segment) -> bool:
         """VAD is still in the silence the segment's final was drafted (or is being drafted) in."""
         silence = self._segmenter.silence_start
-        keys = [k for k in (seg.draft.key if seg.draft else None, *tuple(self._drafting))
-                if k and k.start == seg.start and k.language is None]  # (a head's draft is not a pause's)
-        return silence is not None and any(k.end >= silence * FRAME_SAMPLES for k in keys)
+        return silence is not None and any(k.end >= silence * FRAME_SAMPLES for k in self._pause_draft_keys(seg))
+
+    def _pause_draft_keys(self, seg: _Segment) -> list[_DraftKey]:
+        """Keys of this segment's finals decoded, or being decoded, ahead in a pause (a head's
+        draft is not a pause's)."""
+        keys = (seg.draft.key if seg.draft else None, *tuple(self._drafting))  # (a snapshot: draft threads discard keys)
+        return [k for k in keys if k and k.start == seg.start and k.language is None]
 
     def _vote(self, seg: _Segment, end: int, probs: dict[str, float], text: bool) -> str:
         """A window's whole-window language vote on its segment; returns the language it is
@@ -811,9 +815,7 @@ class RecognitionStream:
         had decoded (or is decoding) ahead in a pause: at an immediate switch VAD often hears the
         turns' gap, whose draft is dropped once speech resumes but leaves its encoder output, so
         the head's final only decodes (or is the draft itself)."""
-        ends = [*seg.encoded, *(k.end for k in tuple(self._drafting) if k.start == seg.start and k.language is None)]
-        if seg.draft is not None and seg.draft.key.start == seg.start:
-            ends.append(seg.draft.key.end)
+        ends = [*seg.encoded, *(k.end for k in self._pause_draft_keys(seg))]
         near = [e for e in ends if seg.start < e and abs(e - cut) <= self.options.snap_cut_s * SAMPLE_RATE]
         return min(near, key=lambda e: abs(e - cut)) if near else cut
 
