@@ -53,6 +53,7 @@ CONFIGS = {
     "ct2-probe5": {"TANDEM_ASR_PROBE_QUANTUM_S": "5"},  # interim windows of 3 s and more padded to 5 s, not 10 s
     "ct2-late": {"TANDEM_ASR_SPECULATE_AFTER_S": "0.3"},  # finals decoded ahead 0.3 s into a pause, not 0.15
     "ct2-nogaps": {"TANDEM_ASR_PROBE_GAPS": "false"},  # spaced-out windows probe only their tail (stream.py)
+    "ct2-noonset": {"TANDEM_ASR_ONSET_PROBE_S": "0"},  # no onset probes after VAD dips (stream.py)
     "ct2-noscan": {"TANDEM_ASR_FINAL_SWITCH_SCAN": "off"},  # no switch scan at finals (stream.py)
     "ct2-inline": {"TANDEM_ASR_BACKGROUND_WINDOWS": "false"},  # interim windows block VAD and finals (servicer.py)
     "ct2-greedy": {"TANDEM_ASR_BEAM_SIZE": "1"},  # greedy finals

@@ -282,11 +282,12 @@ def test_the_final_scan_leaves_one_language_segments_and_by_default_live_probed_
     assert len(engine.encodes) == 1  # no split, no second encode
 
     # Every live probe ran (and heard no switch): "missed" trusts them, "always" scans anyway.
+    # (No onset probes: live ones, but slices, which this fake answers truthfully.)
     audio = np.concatenate([tone(5.0, 220), silence(0.15), tone(5.0, 440), silence(1.5)])
     languages = {}
     for scan in ("missed", "always"):
         stream = RecognitionStream(LiveProbesHearOnlyEnglish(), LoudnessVad(),
-                                   dataclasses.replace(options, final_switch_scan=scan))
+                                   dataclasses.replace(options, final_switch_scan=scan, onset_probe_s=0))
         languages[scan] = [e.language for e in run(stream, audio, work="probe") if isinstance(e, Result) and e.is_final]
     assert languages == {"missed": ["en"], "always": ["en", "ja"]}
 
@@ -334,8 +335,10 @@ def test_a_head_whose_language_was_voted_late_is_scanned_from_its_own_first_seco
     scan of that head, anchored on its first slice (English), splits off the English start."""
     audio = np.concatenate([silence(0.3), tone(3.0, 220), silence(0.15), tone(3.0, 440), silence(0.15),
                             tone(3.5, 220), silence(1.5)])
-    # (the windows' own probes of the stretch they stepped over, which find it too, off: the scan's test)
-    options = StreamOptions(languages=("en", "ja"), initial_language="ja", padding=None, probe_gaps=False)
+    # (the windows' own probes of the stretch they stepped over and of the speech after a breath,
+    # which find it too, off: the scan's test)
+    options = StreamOptions(languages=("en", "ja"), initial_language="ja", padding=None, probe_gaps=False,
+                            onset_probe_s=0)
     stream, events, step = RecognitionStream(HearsPitch(), LoudnessVad(), options), [], int(0.1 * RATE)
     for i in range(0, len(audio), step):
         events += stream.feed(audio[i:i + step])
@@ -895,3 +898,74 @@ def test_a_draft_gives_way_while_its_segments_final_is_made_at_another_end(closi
     drafts[0]()
     decoded = closing == "same end" or (closing == "none" and not resumed)
     assert engine.decodes.count(StreamOptions.beam_size) == decoded
+
+
+def switch_chunk(stream: RecognitionStream, audio: np.ndarray) -> tuple[int | None, list]:
+    """Inline windows, 0.1 s chunks: the chunk whose step gave the first switch, and all events."""
+    events, at = [], None
+    for k, chunk in enumerate(np.array_split(audio, len(audio) // 1600)):
+        new = stream.feed(chunk) + stream.step()
+        if at is None and any(isinstance(e, LanguageSwitched) for e in new):
+            at = k
+        events += new
+    return at, events + stream.finish()
+
+
+def test_an_onset_probe_starts_an_immediate_switch_a_window_sooner_at_the_same_cut():
+    """English, a 0.15 s breath, Japanese. A window whose last 1-2 s follow the breath probes that
+    slice too: pure Japanese, where its 2 s tail is still mostly English, so the first vote comes
+    a window sooner and the next window's probe confirms it. Same cut, same finals."""
+    audio = np.concatenate([silence(0.3), tone(4.0, 220), silence(0.15), tone(4.0, 440), silence(1.5)])
+    outcomes = {}
+    for onset in (1.0, 0.0):
+        stream = RecognitionStream(HearsPitch(), LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None, onset_probe_s=onset))
+        at, events = switch_chunk(stream, audio)
+        finals = [(f.language, f.start_s, f.end_s) for f in events if isinstance(f, Result) and f.is_final]
+        outcomes[onset] = (at, finals)
+    assert outcomes[1.0][1] == outcomes[0.0][1] and [f[0] for f in outcomes[1.0][1]] == ["en", "ja"], outcomes
+    assert abs(outcomes[1.0][1][1][1] - 4.37) <= 0.2, outcomes  # cut at the breath, 4.30-4.45 s
+    assert outcomes[0.0][0] - outcomes[1.0][0] >= 9, outcomes  # a window (1 s) sooner
+
+
+class ShortSlicesSayJapanese(FakeEngine):
+    """English throughout, except that any slice shorter than the 2 s probe (an onset probe's)
+    hears Japanese; `tail_ja`: every probe and slice does (the whole window still hears English)."""
+
+    def __init__(self, tail_ja: bool) -> None:
+        super().__init__()
+        self.tail_ja = tail_ja
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        probe = span is not None or last_seconds is not None
+        if (span is not None and span[1] - span[0] < 1.9) or (probe and self.tail_ja):
+            return {"ja": 0.95, "en": 0.05}
+        return super().detect(encoded, pair)
+
+
+@pytest.mark.parametrize("tail_ja", [False, True])
+def test_an_onset_probe_only_starts_a_suspected_switch_and_a_2s_probe_confirms_it(tail_ja):
+    """English speech with breaths, whose onset slices all hear Japanese: they make switches
+    suspected but never confirm one (the 2 s probes hear English). When the 2 s probes hear
+    Japanese too, the switch is confirmed by the second of them, as without onset probes: an
+    onset slice does not vote a second time inside the window that cast the first vote."""
+    audio = np.concatenate([silence(0.3), *[np.concatenate([speech(1.4), silence(0.15)]) for _ in range(5)],
+                            silence(1.5)])
+    outcomes = {}
+    for onset in (1.0, 0.0):
+        stream = RecognitionStream(ShortSlicesSayJapanese(tail_ja), LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None, onset_probe_s=onset,
+            speculate_after_s=0.5))
+        suspected = False
+        events, at = [], None
+        for k, chunk in enumerate(np.array_split(audio, len(audio) // 1600)):
+            new = stream.feed(chunk) + stream.step()
+            suspected = suspected or stream.switch_suspected
+            if at is None and any(isinstance(e, LanguageSwitched) for e in new):
+                at = k
+            events += new
+        outcomes[onset] = (suspected, at)
+    if tail_ja:
+        assert outcomes[1.0][1] is not None and outcomes[1.0][1] == outcomes[0.0][1], outcomes
+    else:
+        assert outcomes == {1.0: (True, None), 0.0: (False, None)}, outcomes

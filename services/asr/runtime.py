@@ -75,6 +75,7 @@ class AsrSettings:
     final_switch_scan: str = "missed"  # "missed" | "always" | "off" (stream.StreamOptions)
     probe_recheck_above: float = 0.2  # an unsure probe is re-checked on its own encode (0 = never)
     probe_gaps: bool = True  # windows spaced out under load also probe the stretch they stepped over
+    onset_probe_s: float = 1.0  # a window also probes from a VAD dip 1-2 s before its end (0 = never)
     short_text_chars: int = 6
     vad_flush: bool = True
     universal_padding: bool = True
@@ -114,6 +115,8 @@ class AsrRuntime:
                              f"not {s.speculate_after_s}")
         if not 0 <= s.probe_recheck_above < 1:
             raise ValueError(f"TANDEM_ASR_PROBE_RECHECK_ABOVE must be in [0, 1), not {s.probe_recheck_above}")
+        if not 0 <= s.onset_probe_s < 2.0:
+            raise ValueError(f"TANDEM_ASR_ONSET_PROBE_S must be in [0, 2) (the switch probe's 2 s), not {s.onset_probe_s}")
         self.pacing = PacingOptions(text_backlog_s=s.catch_up_text_s or float("inf"),
                                     probe_backlog_s=s.catch_up_probe_s or float("inf"),
                                     interim_duty=s.interim_duty)
@@ -126,7 +129,8 @@ class AsrRuntime:
             pair_constraint=s.pair_constraint,
             hysteresis=HysteresisOptions(windows=s.hysteresis_windows, threshold=s.hysteresis_threshold),
             switch_probe=s.switch_probe, final_switch_scan=s.final_switch_scan,
-            probe_recheck_above=s.probe_recheck_above, probe_gaps=s.probe_gaps, short_text_chars=s.short_text_chars,
+            probe_recheck_above=s.probe_recheck_above, probe_gaps=s.probe_gaps, onset_probe_s=s.onset_probe_s,
+            short_text_chars=s.short_text_chars,
             vad_flush=s.vad_flush,
             padding=load_padding() if s.universal_padding else None, padding_cutoff_s=s.padding_cutoff_s,
             interim_quantum_s=s.interim_quantum_s or None, probe_quantum_s=s.probe_quantum_s or None,
