@@ -7,8 +7,9 @@ Every session streams code-switched streams at real-time pace, one after another
 (`--streams-per-session`, so each step rests on enough finals for a p95; staggered starts,
 translation on). Per N: end of speech → final latency p50/p95 over all sessions, the ASR's real-time
 factor (inference seconds / audio seconds, from its Prometheus endpoint) and the CPU used by
-the three service processes. Reports the largest N whose p95 stays within --bound (1.5 s).
-Stops stepping after two steps over the bound. Loopback only; bounded by --max-seconds.
+the three service processes. Reports the largest N whose p95 stays within --bound (1.5 s), over all finals (the target's
+measure) and over the finals that do not end at a language switch (whose latency is queueing,
+not the switch's detection). Stops stepping after two steps whose ordinary finals are over the bound. Loopback only; bounded by --max-seconds.
 
 Admission by load is off (TANDEM_ASR_MAX_LOAD=0) so that every offered stream is served and
 measured, except in `ct2-admit`: there it is on as by default, the steps run N = 2..4 sessions
@@ -127,6 +128,10 @@ def step(target: str, entries, n: int, metrics_port: int, pids: list[int], rng: 
         "refused": len(refused),  # streams refused by admission control; the figures are the others'
         "refused_reason": refused[0].error if refused else None,
         "final_latency_s": summary["final_latency_s"],
+        # finals of segments that end at a language switch (their latency is mostly the switch's
+        # detection, which needs speech of the new language) and the others (mostly queueing)
+        "final_latency_at_switch_s": summary["switch"]["final_latency_at_switch_s"],
+        "final_latency_ordinary_s": summary["switch"]["final_latency_ordinary_s"],
         "first_result_latency_s": summary["first_result_latency_s"],
         "error_rate": summary["error_rate"],
         "language_attribution": summary["language_attribution"],
@@ -164,7 +169,9 @@ def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float,
             fl = row["final_latency_s"]
             print(f"load: N={n}: {row['refused']} streams refused, " if row["refused"] else f"load: N={n}: ",
                   end="", file=log)
-            print(f"{row['finals']} finals, final p50 {_num(fl['p50'])} s p95 {_num(fl['p95'])} s, "
+            ordinary = row["final_latency_ordinary_s"]
+            print(f"{row['finals']} finals, final p50 {_num(fl['p50'])} s p95 {_num(fl['p95'])} s "
+                  f"(ordinary p95 {_num(ordinary['p95'])} s), "
                   f"attribution {_num(row['language_attribution'], 3)}, RTF {row['real_time_factor']:.2f}, "
                   f"CPU {row['cpu_cores_used']:.2f} cores{', errors ' + str(row['errors']) if row['errors'] else ''}",
                   file=log, flush=True)
@@ -175,12 +182,16 @@ def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float,
                             or "Error" in line]
                     if tail:
                         print(f"load: {service.name} log:\n" + "\n".join(tail[-40:]), file=log, flush=True)
-            over = over + 1 if (fl["p95"] is None or fl["p95"] > bound or row["errors"]) else 0
+            # (stepping goes on while the ordinary finals hold: beyond that the machine is full)
+            over = over + 1 if (ordinary["p95"] is None or ordinary["p95"] > bound or row["errors"]) else 0
             if over >= 2:
                 break
-    ok = [r["streams"] for r in rows if r["final_latency_s"]["p95"] is not None
-          and r["final_latency_s"]["p95"] <= bound and not r["errors"]]
-    return {"label": label, "bound_s": bound, "steps": rows, "max_streams_within_bound": max(ok) if ok else 0}
+    def within(key: str) -> int:
+        ok = [r["streams"] for r in rows if r[key]["p95"] is not None and r[key]["p95"] <= bound and not r["errors"]]
+        return max(ok) if ok else 0
+
+    return {"label": label, "bound_s": bound, "steps": rows, "max_streams_within_bound": within("final_latency_s"),
+            "max_streams_within_bound_ordinary": within("final_latency_ordinary_s")}
 
 
 def _num(value, digits: int = 2) -> str:
@@ -188,15 +199,18 @@ def _num(value, digits: int = 2) -> str:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| config | N | refused | finals | final p50 (s) | final p95 (s) | first result p50 (s) | WER/CER "
-             "| attribution | ASR RTF | CPU cores | errors |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| config | N | refused | finals | final p50 (s) | final p95 (s) | p95 at a switch / ordinary (s) "
+             "| first result p50 (s) | WER/CER | attribution | ASR RTF | CPU cores | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         for r in res["steps"]:
             fl, fr = r["final_latency_s"], r.get("first_result_latency_s") or {}
+            at_switch, ordinary = r["final_latency_at_switch_s"], r["final_latency_ordinary_s"]
             rates = " ".join(f"{lang} {rate:.3f}" for lang, rate in (r.get("error_rate") or {}).items())
             attribution = r.get("language_attribution")
             lines.append(f"| {res['label']} | {r['streams']} | {r.get('refused', 0)} | {r.get('finals', '')} | "
-                         f"{_num(fl['p50'])} | {_num(fl['p95'])} | {_num(fr.get('p50'))} | {rates} | {_num(attribution, 3)} | "
+                         f"{_num(fl['p50'])} | {_num(fl['p95'])} | {_num(at_switch['p95'])} / {_num(ordinary['p95'])} | "
+                         f"{_num(fr.get('p50'))} | {rates} | {_num(attribution, 3)} | "
                          f"{r['real_time_factor']:.2f} | {r['cpu_cores_used']:.2f} | {len(r['errors'])} |")
     lines.append("")
     for res in results:
@@ -208,7 +222,8 @@ def markdown(results: list[dict]) -> str:
                          f"are the admitted ones'; e.g. {reasons[0]}")
         else:
             lines.append(f"- {res['label']}: max concurrent real-time streams with p95 ≤ {res['bound_s']} s: "
-                         f"**{res['max_streams_within_bound']}**")
+                         f"**{res['max_streams_within_bound']}** (all finals; counting only finals that do not "
+                         f"end at a switch: {res['max_streams_within_bound_ordinary']})")
     return "\n".join(lines)
 
 

@@ -591,7 +591,9 @@ def test_probes_spaced_out_under_load_still_give_a_short_turn_its_two_votes_live
     stepped over would have ended. The turn is found live (the final's scan off), cut at its breaths."""
     audio = np.concatenate([silence(0.3), tone(3.7, 220), silence(0.15), tone(2.5, 440), silence(0.15),
                             tone(4.0, 220), silence(1.5)])
-    options = StreamOptions(languages=("en", "ja"), initial_language="en", padding=None, final_switch_scan="off")
+    # (onset probes, which confirm the turn at its breath on their own, off: gap probes' test)
+    options = StreamOptions(languages=("en", "ja"), initial_language="en", padding=None, final_switch_scan="off",
+                            onset_probe_s=0)
     finals = {}
     for gaps in (True, False):
         events = run(RecognitionStream(BusyHearsPitch(), LoudnessVad(), dataclasses.replace(options, probe_gaps=gaps)),
@@ -738,7 +740,8 @@ def test_a_suspected_switchs_head_final_is_decoded_ahead_and_sent_when_the_switc
     ja-en_B-A-B_immediate). Without head drafts the head is decoded at the confirmation, at the
     confirming window's cut."""
     audio = np.concatenate([silence(0.3), tone(5.0, 220), silence(0.15), tone(5.0, 440), silence(1.5)])
-    options = StreamOptions(languages=("en", "ja"), initial_language="en", padding=None)
+    # (onset probes, which confirm the switch at the breath before the head draft runs, off)
+    options = StreamOptions(languages=("en", "ja"), initial_language="en", padding=None, onset_probe_s=0)
     outcomes = {}
     for head_drafts in (True, False):
         engine = RecordsThreads()
@@ -837,8 +840,8 @@ def test_a_switchs_cut_snaps_to_the_turns_gap_whose_final_was_decoded_ahead(draf
     outcomes = {}
     for snap in (0.25, 0.0):
         engine = RecordsThreads()
-        stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
-            languages=("en", "ja"), initial_language="en", padding=None, snap_cut_s=snap))
+        stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(  # (onset probes cut at the gap themselves)
+            languages=("en", "ja"), initial_language="en", padding=None, snap_cut_s=snap, onset_probe_s=0))
         events, switched_at = run_live(stream, audio, draft_delay)
         finals = [e for e in events if isinstance(e, Result) and e.is_final]
         assert [(f.language, f.final_reason) for f in finals] == [("en", "language_switch"), ("ja", "end_of_speech")]
@@ -911,61 +914,61 @@ def switch_chunk(stream: RecognitionStream, audio: np.ndarray) -> tuple[int | No
     return at, events + stream.finish()
 
 
-def test_an_onset_probe_starts_an_immediate_switch_a_window_sooner_at_the_same_cut():
-    """English, a 0.15 s breath, Japanese. A window whose last 1-2 s follow the breath probes that
-    slice too: pure Japanese, where its 2 s tail is still mostly English, so the first vote comes
-    a window sooner and the next window's probe confirms it. Same cut, same finals."""
-    audio = np.concatenate([silence(0.3), tone(4.0, 220), silence(0.15), tone(4.0, 440), silence(1.5)])
-    outcomes = {}
-    for onset in (1.0, 0.0):
-        stream = RecognitionStream(HearsPitch(), LoudnessVad(), StreamOptions(
-            languages=("en", "ja"), initial_language="en", padding=None, onset_probe_s=onset))
-        at, events = switch_chunk(stream, audio)
-        finals = [(f.language, f.start_s, f.end_s) for f in events if isinstance(f, Result) and f.is_final]
-        outcomes[onset] = (at, finals)
-    assert outcomes[1.0][1] == outcomes[0.0][1] and [f[0] for f in outcomes[1.0][1]] == ["en", "ja"], outcomes
-    assert abs(outcomes[1.0][1][1][1] - 4.37) <= 0.2, outcomes  # cut at the breath, 4.30-4.45 s
-    assert outcomes[0.0][0] - outcomes[1.0][0] >= 9, outcomes  # a window (1 s) sooner
-
-
 class ShortSlicesSayJapanese(FakeEngine):
-    """English throughout, except that any slice shorter than the 2 s probe (an onset probe's)
-    hears Japanese; `tail_ja`: every probe and slice does (the whole window still hears English)."""
-
-    def __init__(self, tail_ja: bool) -> None:
-        super().__init__()
-        self.tail_ja = tail_ja
+    """English throughout, except that in a window any slice shorter than the 2 s probe (an
+    onset probe's) hears Japanese; those seconds encoded on their own are English."""
 
     def detect(self, encoded, pair, last_seconds=None, span=None):
-        probe = span is not None or last_seconds is not None
-        if (span is not None and span[1] - span[0] < 1.9) or (probe and self.tail_ja):
+        if span is not None and span[1] - span[0] < 1.9:
             return {"ja": 0.95, "en": 0.05}
         return super().detect(encoded, pair)
 
 
-@pytest.mark.parametrize("tail_ja", [False, True])
-def test_an_onset_probe_only_starts_a_suspected_switch_and_a_2s_probe_confirms_it(tail_ja):
-    """English speech with breaths, whose onset slices all hear Japanese: they make switches
-    suspected but never confirm one (the 2 s probes hear English). When the 2 s probes hear
-    Japanese too, the switch is confirmed by the second of them, as without onset probes: an
-    onset slice does not vote a second time inside the window that cast the first vote."""
+def test_an_onset_slice_heard_in_the_other_language_only_in_its_window_changes_nothing():
+    """English speech with breaths, whose onset slices all hear Japanese in their windows but
+    English on their own encodes: no switch, not even a suspected one; each costs one encode."""
     audio = np.concatenate([silence(0.3), *[np.concatenate([speech(1.4), silence(0.15)]) for _ in range(5)],
                             silence(1.5)])
+    engine = ShortSlicesSayJapanese()
+    stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
+        languages=("en", "ja"), initial_language="en", padding=None, speculate_after_s=0.5))
+    suspected, events = False, []
+    for chunk in np.array_split(audio, len(audio) // 1600):
+        events += stream.feed(chunk) + stream.step()
+        suspected = suspected or stream.switch_suspected
+    events += stream.finish()
+    assert not suspected and not any(isinstance(e, LanguageSwitched) for e in events)
+    assert {e.language for e in events if isinstance(e, Result) and e.is_final} == {"en"}
+    assert any(secs < 2.0 and quantum == 2.0 for secs, quantum in engine.encodes[3:]), engine.encodes  # checked alone
+
+
+class AloneHearsEnglish(HearsPitch):
+    """As HearsPitch, except that audio encoded on its own for a probe (no padding, under 2 s:
+    an onset slice's separate encode) is heard as English."""
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        if span is None and last_seconds is None and encoded.duration_s < 2.0 and encoded.quantum_s == 2.0:
+            return {"en": 0.95, "ja": 0.05}
+        return super().detect(encoded, pair, last_seconds, span)
+
+
+def test_an_onset_slice_heard_twice_confirms_the_switch_at_its_dip_one_second_after_it():
+    """English, a 0.15 s breath, Japanese. A window comes 1 s after the breath (whatever the
+    interval), its onset slice hears Japanese, so does a separate encode of that second: the
+    switch is confirmed there, at the breath, seconds before the 2 s probes would have. If the
+    separate encode disagrees (or onset probes are off), the switch waits for the 2 s probes."""
+    audio = np.concatenate([silence(0.3), tone(4.0, 220), silence(0.15), tone(4.0, 440), silence(1.5)])
     outcomes = {}
-    for onset in (1.0, 0.0):
-        stream = RecognitionStream(ShortSlicesSayJapanese(tail_ja), LoudnessVad(), StreamOptions(
-            languages=("en", "ja"), initial_language="en", padding=None, onset_probe_s=onset,
-            speculate_after_s=0.5))
-        suspected = False
-        events, at = [], None
-        for k, chunk in enumerate(np.array_split(audio, len(audio) // 1600)):
-            new = stream.feed(chunk) + stream.step()
-            suspected = suspected or stream.switch_suspected
-            if at is None and any(isinstance(e, LanguageSwitched) for e in new):
-                at = k
-            events += new
-        outcomes[onset] = (suspected, at)
-    if tail_ja:
-        assert outcomes[1.0][1] is not None and outcomes[1.0][1] == outcomes[0.0][1], outcomes
-    else:
-        assert outcomes == {1.0: (True, None), 0.0: (False, None)}, outcomes
+    for name, engine, confirm in (("confirm", HearsPitch(), 1.0), ("off", HearsPitch(), 0.0),
+                                  ("disagree", AloneHearsEnglish(), 1.0)):
+        stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None, onset_probe_s=confirm))
+        at, events = switch_chunk(stream, audio)
+        finals = [(f.language, round(f.start_s, 2), round(f.end_s, 2)) for f in events
+                  if isinstance(f, Result) and f.is_final]
+        outcomes[name] = (at, finals)
+    at, finals = outcomes["confirm"]
+    assert [f[0] for f in finals] == ["en", "ja"] and 4.3 <= finals[1][1] <= 4.45, outcomes  # at the breath
+    assert 52 <= at <= 55, outcomes  # 1.0 s of Japanese (from 4.45 s), and the chunk's window
+    assert outcomes["off"][0] - at >= 9 and outcomes["disagree"][0] - at >= 5, outcomes
+    assert [f[0] for f in outcomes["disagree"][1]] == ["en", "ja"], outcomes

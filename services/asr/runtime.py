@@ -75,7 +75,7 @@ class AsrSettings:
     final_switch_scan: str = "missed"  # "missed" | "always" | "off" (stream.StreamOptions)
     probe_recheck_above: float = 0.2  # an unsure probe is re-checked on its own encode (0 = never)
     probe_gaps: bool = True  # windows spaced out under load also probe the stretch they stepped over
-    onset_probe_s: float = 1.0  # a window also probes from a VAD dip 1-2 s before its end (0 = never)
+    onset_probe_s: float = 1.0  # a switch is confirmed this long after a VAD dip if the speech since is heard twice in the other language (0 = never)
     short_text_chars: int = 6
     vad_flush: bool = True
     universal_padding: bool = True
@@ -129,7 +129,8 @@ class AsrRuntime:
             pair_constraint=s.pair_constraint,
             hysteresis=HysteresisOptions(windows=s.hysteresis_windows, threshold=s.hysteresis_threshold),
             switch_probe=s.switch_probe, final_switch_scan=s.final_switch_scan,
-            probe_recheck_above=s.probe_recheck_above, probe_gaps=s.probe_gaps, onset_probe_s=s.onset_probe_s,
+            probe_recheck_above=s.probe_recheck_above, probe_gaps=s.probe_gaps,
+            onset_probe_s=s.onset_probe_s,
             short_text_chars=s.short_text_chars,
             vad_flush=s.vad_flush,
             padding=load_padding() if s.universal_padding else None, padding_cutoff_s=s.padding_cutoff_s,

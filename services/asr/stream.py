@@ -35,6 +35,9 @@ from services.asr.language import (
 from services.asr.vad import FRAME_SAMPLES, SegmenterOptions, SileroVad, SpeechSegmenter
 
 
+ONSET_CONFIRM = 0.8  # see StreamOptions.onset_probe_s
+
+
 @dataclasses.dataclass(frozen=True)
 class StreamOptions:
     languages: tuple[str, ...]
@@ -96,14 +99,15 @@ class StreamOptions:
     # 0.5 s apart, on slices of its own encoder output (one batched decoder step): `_unprobed_ends`.
     probe_gaps: bool = True
     # Onset probes: a probing window whose last 1-2 s follow a VAD dip (a frame below the
-    # segmenter's silence threshold) also probes the slice from that dip to its end, which holds
-    # only the speech after it. At an immediate switch that slice is the new language alone, where
-    # the 2 s tail is still half the old one: measured on slices of 10 s windows of the four
-    # immediate eval streams, the new language at >= 0.94 from 1.2 s after every onset (the tail:
-    # 0.23-0.31 at 1.5 s after two of them). Its vote (at the hysteresis threshold) may only start
-    # a suspected switch; a 2 s slice confirms it, as before, since 1 s slices at 99 places
-    # inside one-language speech gave the other language >= 0.75 at 10. Slices from
-    # `onset_probe_s` to 2 s long (0 = off).
+    # segmenter's silence threshold) also probes the slice from that dip's end to its own end,
+    # which holds only the speech after the dip. At an immediate switch that slice is the new
+    # language alone, where the 2 s tail is still half the old one. If it gives the other
+    # language at least `ONSET_CONFIRM`, those seconds are encoded on their own too, and if that
+    # agrees as strongly the switch is confirmed at once, at the dip: two judgements, one in the
+    # window's context and one without. At 58 dips inside one-language speech of the eval set
+    # (1.0 s after them) the two never both passed 0.55; at the four immediate onsets they both
+    # passed 0.8. A window comes `onset_probe_s` after a dip whatever the interval
+    # (`_onset_due`). Slices from `onset_probe_s` to 2 s long (0 = off).
     onset_probe_s: float = 1.0
     # A segment of at least 2 probe spans that the live probes did not cover (a stretch of over 1.5
     # intervals without one: windows dropped by catch-up or the duty cycle, or spaced out under load),
@@ -333,7 +337,7 @@ class RecognitionStream:
         # suspected switch's confirming probe: the final before the switch waits for it.
         if load is not None and not self.switch_suspected:
             interval *= min(4.0, 1.0 + load())
-        due = self.total - max(seg.last_decode_end, seg.start) >= interval * SAMPLE_RATE
+        due = self.total - max(seg.last_decode_end, seg.start) >= interval * SAMPLE_RATE or self._onset_due(seg)
         if not due or self.total - seg.start < o.min_decode_s * SAMPLE_RATE:
             return []
         # Interim text (the whole segment encoded and decoded) rests an interval from when the last
@@ -605,7 +609,8 @@ class RecognitionStream:
         if onset is not None:
             spans.append(((onset - window_start) / SAMPLE_RATE, (end - window_start) / SAMPLE_RATE))
         span_probs = self._detect_spans(encoded, spans) if spans else []  # one batched call
-        gap_probs, onset_probs = span_probs[:len(gaps)], (span_probs[-1] if onset is not None else None)
+        gap_probs = span_probs[:len(gaps)]
+        onset_switch = None if onset is None else self._confirm_onset(seg, audio[onset - window_start:], span_probs[-1])
         with self._lock:
             if self._segment is not seg:
                 return
@@ -632,18 +637,18 @@ class RecognitionStream:
                     if seg.detector.vote(language_at, confidence, index=at) and language_at != seg.language:
                         new = language_at
                         break
-                if new is None and onset_probs is not None and seg.detector.pending is None and seg.detector.committed:
-                    language_at, confidence = best(onset_probs)  # only a first vote: a 2 s slice confirms
-                    if language_at != seg.detector.committed and confidence >= o.hysteresis.threshold:
-                        seg.detector.vote(language_at, confidence, index=end)
+                if new is None and onset_switch is not None and seg.language not in (None, onset_switch):
+                    new = onset_switch  # confirmed at its dip (`_confirm_onset`)
                 old, first_vote_end = seg.language or new, seg.detector.switch_index or end
+                onset_cut = onset if new is not None and new == onset_switch else None
                 suspected, suspected_at = seg.detector.pending, seg.detector.first_vote_index
                 if new is None and seg.suspected_cut and seg.suspected_cut.first_vote != suspected_at:
                     seg.suspected_cut = None  # that suspicion was withdrawn: its head's draft is dropped
                 locate_head = new is None and suspected is not None and seg.suspected_cut is None and \
                     o.head_drafts and seg.language is not None and suspected != seg.language
             if new is not None:
-                cut = self._locate_switch(seg, encoded, window_start, old, new, first_vote_end)
+                cut = onset_cut if onset_cut is not None else \
+                    self._locate_switch(seg, encoded, window_start, old, new, first_vote_end)
                 with self._lock:
                     if self._segment is seg:
                         # The cut the suspicion's window located, if this one agrees within 0.25 s:
@@ -703,9 +708,10 @@ class RecognitionStream:
         return list(range(first, end - step // 2, step))
 
     def _onset(self, seg: _Segment, window_start: int, end: int) -> int | None:
-        """Where this window's onset probe starts: the quietest VAD frame between 2 s and
-        `onset_probe_s` before `end` (inside the window and the segment, past its first second)
-        if it is a dip below the segmenter's silence threshold; None otherwise or when off."""
+        """Where this window's onset probe starts: the end of the dip around the quietest VAD
+        frame between 2 s and `onset_probe_s` before `end` (inside the window and the segment, past
+        its first second), if that frame is below the segmenter's silence threshold; None
+        otherwise or when off."""
         o = self.options
         if o.onset_probe_s <= 0:
             return None
@@ -714,10 +720,35 @@ class RecognitionStream:
         f_lo, f_hi = -(-lo // FRAME_SAMPLES), min(hi // FRAME_SAMPLES, len(self._probs))
         if f_hi <= f_lo:
             return None
-        frame = min(range(f_lo, f_hi), key=lambda f: self._probs[f])
-        if self._probs[frame] >= self._segmenter.options.neg_threshold:
+        frame, quiet = min(range(f_lo, f_hi), key=lambda f: self._probs[f]), self._segmenter.options.neg_threshold
+        if self._probs[frame] >= quiet:
             return None
-        return frame * FRAME_SAMPLES + FRAME_SAMPLES // 2
+        while frame + 1 < f_hi and self._probs[frame + 1] < quiet:
+            frame += 1  # the dip's last quiet frame: the slice holds the speech after it
+        return (frame + 1) * FRAME_SAMPLES
+
+    def _confirm_onset(self, seg: _Segment, audio: np.ndarray, heard: dict[str, float]) -> str | None:
+        """The language an onset slice (`heard`, in the window's context) gives the speech after
+        its dip, if it is not the segment's, both it and a separate encode of `audio` (those
+        seconds alone) give it at least `ONSET_CONFIRM`; None otherwise."""
+        language, confidence = best(heard)
+        if seg.language in (None, language) or confidence < ONSET_CONFIRM:
+            return None
+        alone, alone_confidence = best(self._detect(self._encode_clean(audio)))
+        return language if alone == language and alone_confidence >= ONSET_CONFIRM else None
+
+    def _onset_due(self, seg: _Segment) -> bool:
+        """A window is due `onset_probe_s` after a VAD dip (within the last 0.5 s of that) when
+        none has run since then: the earliest one that can confirm a switch at that dip."""
+        o = self.options
+        if o.onset_probe_s <= 0 or self.total - seg.start < self._probe_from:
+            return False
+        confirm = int(o.onset_probe_s * SAMPLE_RATE)
+        lo, hi = max(seg.start + SAMPLE_RATE, self.total - confirm - SAMPLE_RATE // 2), self.total - confirm
+        quiet = self._segmenter.options.neg_threshold
+        dips = [f * FRAME_SAMPLES for f in range(-(-lo // FRAME_SAMPLES), min(hi // FRAME_SAMPLES, len(self._probs)))
+                if self._probs[f] < quiet]
+        return bool(dips) and seg.last_decode_end < dips[-1] + confirm
 
     def _in_drafted_pause(self, seg: _Segment) -> bool:
         """VAD is still in the silence the segment's final was drafted (or is being drafted) in."""
