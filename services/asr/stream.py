@@ -103,8 +103,8 @@ class StreamOptions:
     # which holds only the speech after the dip. At an immediate switch that slice is the new
     # language alone, where the 2 s tail is still half the old one. If it gives the other
     # language at least `ONSET_CONFIRM`, those seconds are encoded on their own too, and if that
-    # agrees as strongly the switch is confirmed at once, at the dip: two judgements, one in the
-    # window's context and one without. At 58 dips inside one-language speech of the eval set
+    # agrees as strongly the switch is confirmed at once (and located as the others are): two
+    # judgements, one in the window's context and one without. At 58 dips inside one-language speech of the eval set
     # (1.0 s after them) the two never both passed 0.55; at the four immediate onsets they both
     # passed 0.8. A window comes `onset_probe_s` after a dip whatever the interval
     # (`_onset_due`). Slices from `onset_probe_s` to 2 s long (0 = off).
@@ -638,17 +638,16 @@ class RecognitionStream:
                         new = language_at
                         break
                 if new is None and onset_switch is not None and seg.language not in (None, onset_switch):
-                    new = onset_switch  # confirmed at its dip (`_confirm_onset`)
+                    new = onset_switch  # confirmed (`_confirm_onset`), located as the others are
                 old, first_vote_end = seg.language or new, seg.detector.switch_index or end
-                onset_cut = onset if new is not None and new == onset_switch else None
                 suspected, suspected_at = seg.detector.pending, seg.detector.first_vote_index
                 if new is None and seg.suspected_cut and seg.suspected_cut.first_vote != suspected_at:
                     seg.suspected_cut = None  # that suspicion was withdrawn: its head's draft is dropped
                 locate_head = new is None and suspected is not None and seg.suspected_cut is None and \
                     o.head_drafts and seg.language is not None and suspected != seg.language
             if new is not None:
-                cut = onset_cut if onset_cut is not None else \
-                    self._locate_switch(seg, encoded, window_start, old, new, first_vote_end)
+                # (an onset probe's switch too: its dip can be a quiet frame inside the new speech)
+                cut = self._locate_switch(seg, encoded, window_start, old, new, first_vote_end)
                 with self._lock:
                     if self._segment is seg:
                         # The cut the suspicion's window located, if this one agrees within 0.25 s:
