@@ -75,7 +75,9 @@ class AsrSettings:
     final_switch_scan: str = "missed"  # "missed" | "always" | "off" (stream.StreamOptions)
     probe_recheck_above: float = 0.2  # an unsure probe is re-checked on its own encode (0 = never)
     probe_gaps: bool = True  # windows spaced out under load also probe the stretch they stepped over
-    onset_probe_s: float = 1.0  # a switch is confirmed this long after a VAD dip if the speech since is heard twice in the other language (0 = never)
+    # a switch is confirmed this long after a VAD dip if the speech since is heard twice in the
+    # other language (0 = never)
+    onset_probe_s: float = 1.0
     short_text_chars: int = 6
     vad_flush: bool = True
     universal_padding: bool = True
@@ -116,7 +118,8 @@ class AsrRuntime:
         if not 0 <= s.probe_recheck_above < 1:
             raise ValueError(f"TANDEM_ASR_PROBE_RECHECK_ABOVE must be in [0, 1), not {s.probe_recheck_above}")
         if not 0 <= s.onset_probe_s < 2.0:
-            raise ValueError(f"TANDEM_ASR_ONSET_PROBE_S must be in [0, 2) (the switch probe's 2 s), not {s.onset_probe_s}")
+            raise ValueError(f"TANDEM_ASR_ONSET_PROBE_S must be in [0, 2) (the switch probe's 2 s), "
+                             f"not {s.onset_probe_s}")
         self.pacing = PacingOptions(text_backlog_s=s.catch_up_text_s or float("inf"),
                                     probe_backlog_s=s.catch_up_probe_s or float("inf"),
                                     interim_duty=s.interim_duty)

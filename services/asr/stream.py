@@ -104,9 +104,9 @@ class StreamOptions:
     # language alone, where the 2 s tail is still half the old one. If it gives the other
     # language at least `ONSET_CONFIRM`, those seconds are encoded on their own too, and if that
     # agrees as strongly the switch is confirmed at once (and located as the others are): two
-    # judgements, one in the window's context and one without. At 58 dips inside one-language speech of the eval set
-    # (1.0 s after them) the two never both passed 0.55; at the four immediate onsets they both
-    # passed 0.8. A window comes `onset_probe_s` after a dip whatever the interval
+    # judgements, one in the window's context and one without. At 58 dips inside one-language
+    # speech of the eval set (1.0 s after them) the two never both passed 0.55; at the four
+    # immediate onsets they both passed 0.8. A window comes `onset_probe_s` after a dip whatever the interval
     # (`_onset_due`). Slices from `onset_probe_s` to 2 s long (0 = off).
     onset_probe_s: float = 1.0
     # A segment of at least 2 probe spans that the live probes did not cover (a stretch of over 1.5
@@ -715,14 +715,13 @@ class RecognitionStream:
         if o.onset_probe_s <= 0:
             return None
         lo = max(end - int(o.switch_probe_s * SAMPLE_RATE), window_start, seg.start + SAMPLE_RATE)
-        hi = end - int(o.onset_probe_s * SAMPLE_RATE)
-        f_lo, f_hi = -(-lo // FRAME_SAMPLES), min(hi // FRAME_SAMPLES, len(self._probs))
-        if f_hi <= f_lo:
+        frames = self._vad_frames(lo, end - int(o.onset_probe_s * SAMPLE_RATE))
+        if not frames:
             return None
-        frame, quiet = min(range(f_lo, f_hi), key=lambda f: self._probs[f]), self._segmenter.options.neg_threshold
+        frame, quiet = min(frames, key=lambda f: self._probs[f]), self._segmenter.options.neg_threshold
         if self._probs[frame] >= quiet:
             return None
-        while frame + 1 < f_hi and self._probs[frame + 1] < quiet:
+        while frame + 1 <= frames[-1] and self._probs[frame + 1] < quiet:
             frame += 1  # the dip's last quiet frame: the slice holds the speech after it
         return (frame + 1) * FRAME_SAMPLES
 
@@ -743,11 +742,14 @@ class RecognitionStream:
         if o.onset_probe_s <= 0 or self.total - seg.start < self._probe_from:
             return False
         confirm = int(o.onset_probe_s * SAMPLE_RATE)
-        lo, hi = max(seg.start + SAMPLE_RATE, self.total - confirm - SAMPLE_RATE // 2), self.total - confirm
+        lo = max(seg.start + SAMPLE_RATE, self.total - confirm - SAMPLE_RATE // 2)
         quiet = self._segmenter.options.neg_threshold
-        dips = [f * FRAME_SAMPLES for f in range(-(-lo // FRAME_SAMPLES), min(hi // FRAME_SAMPLES, len(self._probs)))
-                if self._probs[f] < quiet]
-        return bool(dips) and seg.last_decode_end < dips[-1] + confirm
+        dips = [f for f in self._vad_frames(lo, self.total - confirm) if self._probs[f] < quiet]
+        return bool(dips) and seg.last_decode_end < dips[-1] * FRAME_SAMPLES + confirm
+
+    def _vad_frames(self, lo: int, hi: int) -> range:
+        """The VAD frames that lie wholly within samples [lo, hi) and have been seen."""
+        return range(-(-lo // FRAME_SAMPLES), min(hi // FRAME_SAMPLES, len(self._probs)))
 
     def _in_drafted_pause(self, seg: _Segment) -> bool:
         """VAD is still in the silence the segment's final was drafted (or is being drafted) in."""
