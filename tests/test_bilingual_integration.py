@@ -404,14 +404,19 @@ def test_a_live_client_after_a_stall_catches_up_without_losing_audio(stack, eval
     before = _catch_up_steps()
     upload = recognize(stack.asr.address, pcm, stream["languages"])  # fast: a file upload gets every window
     assert _catch_up_steps() == before
-    live = recognize_live(stack.asr.address, pcm, stream["languages"])
+    # The stall holds back 3.5-7.0 s, from the Japanese turn's end: when the burst arrives, the
+    # silence that ends the turn is heard first and its final is decoded on the stream's thread
+    # while the rest of the burst (~2.9 s) waits, so the server falls over 2 s behind however
+    # fast the machine. (A 2.0-5.0 s stall, inside the turn, left a faster machine, 2026-11-25,
+    # under 2 s behind: no whole window was dropped.)
+    live = recognize_live(stack.asr.address, pcm, stream["languages"], stall=(3.5, 7.0))
     reduced = {work: n - before[work] for work, n in _catch_up_steps().items()}
     show("upload", upload)
-    show("live, 3 s stall", live)
+    show("live, 3.5 s stall", live)
     errors_upload, errors_live = _segment_errors(stream, upload), _segment_errors(stream, live)
     print(f"catch-up: steps with reduced interim work {reduced}; per segment (language, finals' languages, "
           f"error): upload {errors_upload}, live {errors_live}")
-    # The 3 s burst put the server behind a live client: whole windows dropped, then the interim text.
+    # The burst put the server behind a live client: whole windows dropped, then the interim text.
     assert reduced["none"] >= 1 and reduced["probe"] >= 1
     for (language, languages, error), (_, _, error_upload) in zip(errors_live, errors_upload):
         assert languages and set(languages) == {language}  # every reference segment has its finals, right language
