@@ -60,7 +60,8 @@ CONFIGS = {
     "ct2-inline": {"TANDEM_ASR_BACKGROUND_WINDOWS": "false"},  # interim windows block VAD and finals (servicer.py)
     "ct2-greedy": {"TANDEM_ASR_BEAM_SIZE": "1"},  # greedy finals
     "ct2-beam5": {"TANDEM_ASR_LONG_FINAL_BEAM": "0"},  # finals over 6 s keep beam 5 (not 2)
-    "ct2-2threads": {"TANDEM_ASR_INFERENCE_THREADS": "2", "TANDEM_ASR_INTRA_THREADS": "1"},
+    "ct2-2threads": {"TANDEM_ASR_INFERENCE_THREADS": "2", "TANDEM_ASR_INTRA_THREADS": "1"},  # (the default)
+    "ct2-1thread": {"TANDEM_ASR_INFERENCE_THREADS": "1", "TANDEM_ASR_INTRA_THREADS": "2"},  # the default until 2026-11-25
     "ct2-2workers": {"TANDEM_ASR_INTRA_THREADS": "1"},  # with asr_workers=2 (below)
     "torch": {"TANDEM_ASR_ENGINE": "torch"},
     "ct2-admit": {"TANDEM_ASR_MAX_LOAD": "0.9"},  # admission by measured load, as by default (admission.py)

@@ -42,13 +42,16 @@ class AsrSettings:
     engine: str = "ct2"  # "ct2" (CTranslate2; the CPU default) or "torch" (openai-whisper; fp16 on CUDA)
     compute_type: str = "int8"
     device: str = "cpu"
-    intra_threads: int = 2
+    # Two scheduler workers with one engine thread each, not one with two: on 2 cores (AVX-512 Xeon,
+    # 2026-11-25) `bench.load` N = 2 / 8 final p95 1.30 / 2.31 s against 1.66 / 4.89 s, ASR RTF 0.15
+    # against 0.21 at N = 1 (README, Benchmarks; config ct2-1thread is the old default).
+    intra_threads: int = 1
     prime: bool = True  # CTranslate2 on CPU: load beside a primed instance (engine._load_ct2_whisper)
     max_streams: int = 8  # admission control: RESOURCE_EXHAUSTED beyond this many streams
     max_load: float = 0.9  # ... or beyond this share of the inference workers' time (0 = count only; admission.py)
     batching: bool = True  # cross-stream batching of encoder and decoder calls
     max_batch: int = 8
-    inference_threads: int = 1  # scheduler workers in this process (each runs batched engine calls)
+    inference_threads: int = 2  # scheduler workers in this process (each runs batched engine calls)
     max_stream_seconds: float = 4 * 3600.0  # OUT_OF_RANGE beyond this
     # Live streams behind real time: interim text dropped beyond this backlog, the interim window too
     # beyond the second (0 = never); see pacing.py.
