@@ -51,6 +51,7 @@ CONFIGS = {
     "ct2-lean": {"TANDEM_ASR_INTERIM_DUTY": "0.5", "TANDEM_ASR_INTERIM_IN_PAUSES": "false"},  # both
     "ct2-norecheck": {"TANDEM_ASR_PROBE_RECHECK_ABOVE": "0"},  # unsure probes not re-checked (stream.py)
     "ct2-speculate": {"TANDEM_ASR_SPECULATE_BELOW_BUSY": "2"},  # finals decoded ahead in pauses whatever the load
+    "ct2-speculate25": {"TANDEM_ASR_SPECULATE_BELOW_BUSY": "0.25"},  # ... only below a quarter busy (until 2026-11-25)
     "ct2-head": {"TANDEM_ASR_HEAD_DRAFTS": "true"},  # a suspected switch's head final decoded ahead (stream.py)
     "ct2-probe5": {"TANDEM_ASR_PROBE_QUANTUM_S": "5"},  # interim windows of 3 s and more padded to 5 s, not 10 s
     "ct2-late": {"TANDEM_ASR_SPECULATE_AFTER_S": "0.3"},  # finals decoded ahead 0.3 s into a pause, not 0.15

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from services.asr.engine import Decoded
+from services.asr.scheduler import FINAL, INTERIM, SWITCH_PROBE
 from services.asr.stream import LanguageSwitched, RecognitionStream, Result, StreamOptions
 from services.asr.vad import FRAME_SAMPLES
 
@@ -520,7 +521,7 @@ def test_after_a_background_text_window_interim_text_rests_an_interval_and_probe
         stream = RecognitionStream(engine, LoudnessVad(),
                                    StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
         run_window = stream._interim
-        stream._interim = lambda seg, end, audio, text: (windows.append((k, text)), run_window(seg, end, audio, text))
+        stream._interim = lambda seg, end, audio, text, *rest: (windows.append((k, text)), run_window(seg, end, audio, text, *rest))
         for k, chunk in enumerate(np.split(speech(6.0), 60)):
             stream.feed(chunk)
             stream.step(work, background=engine.background)
@@ -658,10 +659,11 @@ class OthersKeepItBusy(FakeEngine):
 
 
 def test_the_final_is_decoded_ahead_in_a_pause_only_while_other_streams_leave_room():
-    """Idle, the final is decoded 0.15 s into the pause; with other streams keeping the workers
-    busy, when VAD confirms the silence (0.6 s), so a breath does not cost a wasted decode."""
+    """Idle (or with other streams keeping the workers half busy), the final is decoded 0.15 s
+    into the pause; with them keeping the workers busy beyond `speculate_below_busy` (0.75), when
+    VAD confirms the silence (0.6 s), so a breath does not cost a wasted decode."""
     drafted_at = {}
-    for busy in (0.0, 0.5):
+    for busy in (0.0, 0.5, 0.9):
         engine = OthersKeepItBusy(busy)
         stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(languages=("en", "ja"), padding=None))
         audio = np.concatenate([silence(0.3), speech(2.0), silence(1.5)])
@@ -671,7 +673,7 @@ def test_the_final_is_decoded_ahead_in_a_pause_only_while_other_streams_leave_ro
             if StreamOptions.beam_size in engine.decodes and busy not in drafted_at:
                 drafted_at[busy] = (k + 1) / 10  # seconds of audio received
         assert engine.decodes.count(StreamOptions.beam_size) == 1
-    assert 2.4 <= drafted_at[0.0] <= 2.6 and 2.9 <= drafted_at[0.5] <= 3.1, drafted_at
+    assert 2.4 <= drafted_at[0.0] <= 2.6 and 2.4 <= drafted_at[0.5] <= 2.6 and 2.9 <= drafted_at[0.9] <= 3.1, drafted_at
 
 
 class SlicesUnsure(TailSaysJapanese):
@@ -972,3 +974,93 @@ def test_an_onset_slice_heard_twice_confirms_the_switch_at_its_dip_one_second_af
     assert 52 <= at <= 55, outcomes  # 1.0 s of Japanese (from 4.45 s), and the chunk's window
     assert outcomes["off"][0] - at >= 9 and outcomes["disagree"][0] - at >= 5, outcomes
     assert [f[0] for f in outcomes["disagree"][1]] == ["en", "ja"], outcomes
+
+
+class RecordsPriorities(TailSaysJapanese):
+    """As TailSaysJapanese (probes vote for Japanese unless `tail_japanese` is off), with the
+    scheduler's `priority` attribute (as on its per-stream facade): each model call is recorded
+    with the chunk it ran in and the priority it was asked at."""
+
+    def __init__(self, tail_japanese: bool) -> None:
+        super().__init__()
+        self.priority, self.chunk, self.tail_japanese, self.calls = INTERIM, -1, tail_japanese, []
+
+    def encode(self, audio, padding=None, quantum_s=None):
+        self.calls.append((self.chunk, "encode", self.priority))
+        return super().encode(audio, padding, quantum_s)
+
+    def decode(self, encoded, language, *, prompt="", prefix="", beam_size=1):
+        self.calls.append((self.chunk, "decode", self.priority))
+        return super().decode(encoded, language, prompt=prompt, prefix=prefix, beam_size=beam_size)
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        return super().detect(encoded, pair, last_seconds, span) if self.tail_japanese else \
+            FakeEngine.detect(self, encoded, pair)
+
+
+def test_windows_that_can_confirm_a_switch_ask_the_scheduler_for_priority_and_their_text_does_not():
+    """A window due 1 s after a breath (its onset probe) or while a switch is suspected (its
+    confirming probe) encodes at SWITCH_PROBE, ahead of other streams' interim windows; the
+    other windows and every interim text decode stay at INTERIM; finals at FINAL."""
+    audio = np.concatenate([silence(0.3), speech(4.0), silence(0.15), speech(2.5), silence(1.5)])
+    for tail_japanese in (False, True):
+        engine = RecordsPriorities(tail_japanese)
+        stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None))
+        suspected = []
+        for k, chunk in enumerate(np.array_split(audio, len(audio) // 1600)):
+            engine.chunk = k
+            stream.feed(chunk)
+            suspected.append(stream.switch_suspected)  # (before this chunk's window)
+            stream.step()
+        engine.chunk = len(suspected)
+        stream.finish()
+        window_encodes = {k: p for k, kind, p in engine.calls if kind == "encode" and p != FINAL}
+        urgent = {k for k, p in window_encodes.items() if p == SWITCH_PROBE}
+        # the window 1 s after the breath's first quiet frame (4.3 s), and each suspected switch's
+        # confirming window (none without Japanese probes)
+        assert urgent == {53} | {k for k in window_encodes if suspected[k]}, engine.calls
+        assert (39 in urgent) == tail_japanese, engine.calls
+        assert len(window_encodes) - len(urgent) >= 3, engine.calls  # the other windows: INTERIM
+        assert set(window_encodes.values()) <= {SWITCH_PROBE, INTERIM}
+        assert {p for _, kind, p in engine.calls if kind == "decode"} <= {INTERIM, FINAL}, engine.calls
+        assert engine.calls[-1][2] == FINAL, engine.calls
+
+
+def test_an_onset_probe_takes_the_dip_after_which_the_other_language_is_heard_not_the_quietest():
+    """English, a breath, 0.35 s more English, a second breath, Japanese. The window 1 s after the
+    second breath probes from both breaths; only the slice after the second is all Japanese, and
+    that one is confirmed (the first breath is as quiet, and its slice is half English)."""
+    audio = np.concatenate([silence(0.3), tone(4.0, 220), silence(0.15), tone(0.35, 220), silence(0.15),
+                            tone(3.0, 440), silence(1.5)])
+    stream = RecognitionStream(HearsPitch(), LoudnessVad(), StreamOptions(
+        languages=("en", "ja"), initial_language="en", padding=None))
+    at, events = switch_chunk(stream, audio)
+    finals = [(f.language, round(f.start_s, 2), round(f.end_s, 2)) for f in events if isinstance(f, Result) and f.is_final]
+    assert [f[0] for f in finals] == ["en", "ja"] and 4.75 <= finals[1][1] <= 4.95, finals  # at the second breath
+    assert 56 <= at <= 58, (at, finals)  # 1 s after the second breath (4.8-4.95 s)
+
+
+def test_a_window_due_by_the_interval_just_before_an_onset_probe_waits_for_it_and_is_not_run_twice(monkeypatch):
+    """A breath at 4.1 s puts an onset probe's window at 5.2 s (chunk 51), 0.2 s after the
+    interval's: the interval's window waits for it (one window, with the interim text) instead of
+    running just before it, as it does with the wait off."""
+    import services.asr.stream as stream_module
+
+    audio = np.concatenate([silence(0.3), speech(3.8), silence(0.15), speech(2.5), silence(1.5)])
+    windows = {}
+    for wait in (stream_module.ONSET_WAIT_S, 0.0):
+        monkeypatch.setattr(stream_module, "ONSET_WAIT_S", wait)
+        engine = RecordsPriorities(tail_japanese=False)
+        stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None))
+        for k, chunk in enumerate(np.array_split(audio, len(audio) // 1600)):
+            engine.chunk = k
+            stream.feed(chunk)
+            stream.step()
+        windows[wait] = sorted({(k, kind, p) for k, kind, p in engine.calls if p != FINAL})
+    assert wait == 0.0 and len(windows) == 2
+    waited = next(v for w, v in windows.items() if w > 0)
+    assert (49, "encode", INTERIM) in windows[0.0] and (51, "encode", SWITCH_PROBE) in windows[0.0], windows
+    assert not any(k == 49 for k, _, _ in waited) and (51, "encode", SWITCH_PROBE) in waited, windows
+    assert (51, "decode", INTERIM) in waited, windows  # the interim text the interval's window would have had

@@ -65,7 +65,7 @@ class AsrSettings:
     partial_interval_s: float = 1.0
     min_silence_s: float = 0.6
     speculate_after_s: float = 0.15  # the final is decoded ahead this far into a pause (stream.StreamOptions)
-    speculate_below_busy: float = 0.25  # decode the final ahead in a pause only below this others' share (above 1 = always)
+    speculate_below_busy: float = 0.75  # decode the final ahead in a pause only below this others' share (above 1 = always)
     head_drafts: bool = False  # a suspected switch's head final decoded ahead while the confirming probe comes
     snap_cut_s: float = 0.25  # a switch's cut moves to a pause's final decoded ahead this near (0 = never)
     interim_in_pauses: bool = True  # false: no interim windows while VAD hears a pause (stream.StreamOptions)
@@ -148,8 +148,11 @@ class AsrRuntime:
 
     def load(self) -> None:
         s = self.settings
+        # One CTranslate2 replica more than the scheduler has workers: language detections (a
+        # decoder step of a few ms) run inline on the streams' window threads, and with a replica
+        # per worker they queued behind the workers' encodes and decodes (0.2 s under load).
         options = EngineOptions(compute_type=s.compute_type, device=s.device, intra_threads=s.intra_threads,
-                                inter_threads=s.inference_threads, prime=s.prime)
+                                inter_threads=s.inference_threads + 1, prime=s.prime)
         if s.engine == "ct2":
             self.engine = Ct2WhisperEngine(s.model_dir / s.whisper_model, options)
         elif s.engine == "torch":

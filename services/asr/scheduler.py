@@ -3,8 +3,10 @@
 Streams no longer call the engine directly; each gets a `StreamEngine` facade (same
 interface) whose calls go through the `InferenceScheduler`:
 
-- priorities: finals (and finals decoded ahead in a pause) before interim windows, and those
-  before the head's final of a switch only suspected so far (it uses the time left over);
+- priorities: finals (and finals decoded ahead in a pause), then the interim windows that can
+  confirm a language switch (due after a VAD dip, or with a switch suspected), then the other
+  interim windows, then the head's final of a switch only suspected so far (it uses the time
+  left over);
 - fairness: within a priority, the job that has waited longest goes first (a stream has
   at most one job queued per thread: each waits for its result);
 - batching: encodes of the same padded length and decodes of the same shape (beam, padded
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-FINAL, INTERIM, SPECULATIVE = 0, 1, 2  # SPECULATIVE: a switch's head final decoded before the switch is confirmed
+FINAL, SWITCH_PROBE, INTERIM, SPECULATIVE = 0, 1, 2, 3  # SPECULATIVE: a switch's head final decoded before the switch is confirmed
 BUSY_HORIZON_S = 2.0  # what `others_busy` looks back over
 
 

@@ -27,7 +27,7 @@ from services.asr.commit import LocalAgreement, join_units, units
 from services.asr.engine import Decoded, Encoded, Padding, WhisperEngine
 from services.asr.features import SAMPLE_RATE
 from services.asr.pacing import InterimWork
-from services.asr.scheduler import FINAL, INTERIM, SPECULATIVE
+from services.asr.scheduler import FINAL, INTERIM, SPECULATIVE, SWITCH_PROBE
 from services.asr.language import (
     HysteresisOptions, SwitchDetector, best, convert_script, decide_final_language, script_contradiction,
     whisper_code,
@@ -36,6 +36,9 @@ from services.asr.vad import FRAME_SAMPLES, SegmenterOptions, SileroVad, SpeechS
 
 
 ONSET_CONFIRM = 0.8  # see StreamOptions.onset_probe_s
+# A window due by the interval waits for one due after a dip this soon: one window at a time, and
+# one started just before would hold the onset probe back by its run time (0.2-0.3 s under load).
+ONSET_WAIT_S = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +59,12 @@ class StreamOptions:
     # ... while other streams took less than this share of the inference workers' last 2 s (above
     # 1 = always). On a saturated machine drafts in breaths (speech resumes) took the CPU the other
     # streams needed (and, on the stream's thread, blocked it for 1.3-1.9 s); there the final is decoded
-    # when VAD confirms the silence. Drafting anyway, now dropped in breaths: N = 2 p95 6.49 vs 6.26 s.
-    speculate_below_busy: float = 0.25
+    # when VAD confirms the silence. Drafting anyway, now dropped in breaths: N = 2 p95 6.49 vs 6.26 s
+    # (a 2-core AMD EPYC). On a 2-core Xeon with AVX-512, where a draft costs a third of that, 0.25
+    # kept drafts from every stream at N = 4-8 and their finals waited for the silence: at 0.75
+    # (or always) N = 6 final p50 0.52 s against 0.73 s, and a switch's head final was mostly
+    # decoded ahead at the turns' gap (`snap_cut_s`).
+    speculate_below_busy: float = 0.75
     # A live stream's suspected switch (one probe for the other language): the head's final is
     # decoded ahead on another thread, at the cut that probe's window locates, at the scheduler's
     # lowest priority, while the confirming probe comes; the confirmed switch takes that cut if it
@@ -98,13 +105,13 @@ class StreamOptions:
     # confirming one of a suspected switch, also probes where the missing probes would have ended,
     # 0.5 s apart, on slices of its own encoder output (one batched decoder step): `_unprobed_ends`.
     probe_gaps: bool = True
-    # Onset probes: a probing window whose last 1-2 s follow a VAD dip (a frame below the
-    # segmenter's silence threshold) also probes the slice from that dip's end to its own end,
+    # Onset probes: a probing window whose last 1-2 s follow VAD dips (frames below the
+    # segmenter's silence threshold) also probes the slice from each dip's end to its own end,
     # which holds only the speech after the dip. At an immediate switch that slice is the new
-    # language alone, where the 2 s tail is still half the old one. If it gives the other
-    # language at least `ONSET_CONFIRM`, those seconds are encoded on their own too, and if that
-    # agrees as strongly the switch is confirmed at once (and located as the others are): two
-    # judgements, one in the window's context and one without. At 58 dips inside one-language
+    # language alone, where the 2 s tail is still half the old one. If the slice that gives the
+    # other language most gives it at least `ONSET_CONFIRM`, its seconds are encoded on their own
+    # too, and if that agrees as strongly the switch is confirmed at once (and located as the
+    # others are): two judgements, one in the window's context and one without. At 58 dips inside one-language
     # speech of the eval set (1.0 s after them) the two never both passed 0.55; at the four
     # immediate onsets they both passed 0.8. A window comes `onset_probe_s` after a dip whatever
     # the interval (`_onset_due`). Slices from `onset_probe_s` to 2 s long (0 = off).
@@ -337,9 +344,12 @@ class RecognitionStream:
         # suspected switch's confirming probe: the final before the switch waits for it.
         if load is not None and not self.switch_suspected:
             interval *= min(4.0, 1.0 + load())
-        due = self.total - max(seg.last_decode_end, seg.start) >= interval * SAMPLE_RATE or self._onset_due(seg)
+        onset_due = self._onset_due(seg)
+        due = self.total - max(seg.last_decode_end, seg.start) >= interval * SAMPLE_RATE or onset_due
         if not due or self.total - seg.start < o.min_decode_s * SAMPLE_RATE:
             return []
+        if not onset_due and self._onset_due(seg, ONSET_WAIT_S):
+            return []  # the window due after a dip comes within ONSET_WAIT_S and does this one's work
         # Interim text (the whole segment encoded and decoded) rests an interval from when the last
         # background window with text finished, not only from the audio it covered, so it leaves
         # the machine to finals; a window due before then is probe-only (cheaper, and what finds
@@ -349,12 +359,14 @@ class RecognitionStream:
         # interim text re-decodes the whole segment; a probe-only window needs only its tail
         audio = self._window(seg.start if text else max(seg.start, end - int(o.probe_window_s * SAMPLE_RATE)), end)
         seg.last_decode_end = end
+        # A window that can confirm a switch goes before other streams' interim windows.
+        priority = SWITCH_PROBE if onset_due or self.switch_suspected else INTERIM
         if background is None:  # the window's result, then the cut at a switch it confirmed
-            self._interim(seg, end, audio, text)
+            self._interim(seg, end, audio, text, priority)
             return self._take_pending() + self._step("none", None)
         self._window_running = True
         try:
-            background(lambda: self._interim_in_background(seg, end, audio, text))
+            background(lambda: self._interim_in_background(seg, end, audio, text, priority))
         except BaseException:
             self._window_running = False
             raise
@@ -421,9 +433,9 @@ class RecognitionStream:
             self._drafting.discard(key)
             raise
 
-    def _interim_in_background(self, seg: _Segment, end: int, audio: np.ndarray, text: bool) -> None:
+    def _interim_in_background(self, seg: _Segment, end: int, audio: np.ndarray, text: bool, priority: int) -> None:
         try:
-            self._interim(seg, end, audio, text)
+            self._interim(seg, end, audio, text, priority)
         except BaseException as exc:  # noqa: BLE001 - raised on the stream's own thread, next call
             with self._lock:
                 self._window_error = exc
@@ -590,13 +602,14 @@ class RecognitionStream:
             self._next_segment_id += 1
         return seg.segment_id
 
-    def _interim(self, seg: _Segment, end: int, audio: np.ndarray, text: bool) -> None:
+    def _interim(self, seg: _Segment, end: int, audio: np.ndarray, text: bool, priority: int = INTERIM) -> None:
         """One interim window: `audio` is the open segment's (or, probe-only, its tail's) up to
         stream sample `end`. Its interim result goes to the pending events, a switch it confirms
         to `seg.pending_switch` (cut by the stream's own thread). Model calls hold no lock; the
         segment's state is read and changed under it, and a window whose segment was closed
-        meanwhile (a final made while it ran supersedes it) changes nothing."""
-        self._set_priority(INTERIM)
+        meanwhile (a final made while it ran supersedes it) changes nothing. `priority`: its
+        probes' (SWITCH_PROBE for a window that can confirm a switch); its interim text's is INTERIM."""
+        self._set_priority(priority)
         o = self.options
         window_start = end - len(audio)
         probing = o.switch_probe and len(self.pair) > 1 and end - seg.start >= self._probe_from
@@ -604,13 +617,12 @@ class RecognitionStream:
         probs = self._detect(encoded)
         tail = self._detect(encoded, o.switch_probe_s) if probing else {}
         gaps = self._unprobed_ends(seg, window_start, end) if probing and o.probe_gaps else []
-        onset = self._onset(seg, window_start, end) if probing else None
+        onsets = self._onsets(seg, window_start, end) if probing else []
         spans = [((g - window_start) / SAMPLE_RATE - o.switch_probe_s, (g - window_start) / SAMPLE_RATE) for g in gaps]
-        if onset is not None:
-            spans.append(((onset - window_start) / SAMPLE_RATE, (end - window_start) / SAMPLE_RATE))
+        spans += [((t - window_start) / SAMPLE_RATE, (end - window_start) / SAMPLE_RATE) for t in onsets]
         span_probs = self._detect_spans(encoded, spans) if spans else []  # one batched call
         gap_probs = span_probs[:len(gaps)]
-        onset_switch = None if onset is None else self._confirm_onset(seg, audio[onset - window_start:], span_probs[-1])
+        onset_switch = self._confirm_onset(seg, audio, window_start, list(zip(onsets, span_probs[len(gaps):])))
         with self._lock:
             if self._segment is not seg:
                 return
@@ -667,6 +679,7 @@ class RecognitionStream:
                         seg.suspected_cut = _Suspicion(cut, old, suspected, suspected_at)
         if not text:
             return
+        self._set_priority(INTERIM)
         with self._lock:
             language = seg.language or language
             # The committed prefix is forced (one parallel pass), so only the tail is generated step by step.
@@ -706,45 +719,48 @@ class RecognitionStream:
         first = max(since + step, first_probe, window_start + int(o.switch_probe_s * SAMPLE_RATE))
         return list(range(first, end - step // 2, step))
 
-    def _onset(self, seg: _Segment, window_start: int, end: int) -> int | None:
-        """Where this window's onset probe starts: the end of the dip around the quietest VAD
-        frame between 2 s and `onset_probe_s` before `end` (inside the window and the segment, past
-        its first second), if that frame is below the segmenter's silence threshold; None
-        otherwise or when off."""
+    def _onsets(self, seg: _Segment, window_start: int, end: int) -> list[int]:
+        """Where this window's onset probes start: the end of each VAD dip (a run of frames below
+        the segmenter's silence threshold) between 2 s and `onset_probe_s` before `end` (inside the
+        window and the segment, past its first second; a dip still going on at `onset_probe_s`
+        before `end` ends there). Empty when off."""
         o = self.options
         if o.onset_probe_s <= 0:
-            return None
+            return []
         lo = max(end - int(o.switch_probe_s * SAMPLE_RATE), window_start, seg.start + SAMPLE_RATE)
         frames = self._vad_frames(lo, end - int(o.onset_probe_s * SAMPLE_RATE))
-        if not frames:
-            return None
-        frame, quiet = min(frames, key=lambda f: self._probs[f]), self._segmenter.options.neg_threshold
-        if self._probs[frame] >= quiet:
-            return None
-        while frame + 1 <= frames[-1] and self._probs[frame + 1] < quiet:
-            frame += 1  # the dip's last quiet frame: the slice holds the speech after it
-        return (frame + 1) * FRAME_SAMPLES
+        quiet = self._segmenter.options.neg_threshold
+        return [(f + 1) * FRAME_SAMPLES for f in frames
+                if self._probs[f] < quiet and (f == frames[-1] or self._probs[f + 1] >= quiet)]
 
-    def _confirm_onset(self, seg: _Segment, audio: np.ndarray, heard: dict[str, float]) -> str | None:
-        """The language an onset slice (`heard`, in the window's context) gives the speech after
-        its dip, if it is not the segment's, both it and a separate encode of `audio` (those
-        seconds alone) give it at least `ONSET_CONFIRM`; None otherwise."""
-        language, confidence = best(heard)
-        if seg.language in (None, language) or confidence < ONSET_CONFIRM:
+    def _confirm_onset(self, seg: _Segment, audio: np.ndarray, window_start: int,
+                       heard: list[tuple[int, dict[str, float]]]) -> str | None:
+        """The language the speech after a dip is in, if it is not the segment's: of the onset
+        slices (`heard`: each one's start and its language in the window's context), the one that
+        gives the other language most, if at least `ONSET_CONFIRM`, and then a separate encode of
+        its seconds (`audio` from that start: those seconds alone) as strongly; None otherwise."""
+        others = [(confidence, start, language) for start, probs in heard
+                  for language, confidence in [best(probs)] if seg.language not in (None, language)]
+        if not others:
             return None
-        alone, alone_confidence = best(self._detect(self._encode_clean(audio)))
+        confidence, start, language = max(others)
+        if confidence < ONSET_CONFIRM:
+            return None
+        alone, alone_confidence = best(self._detect(self._encode_clean(audio[start - window_start:])))
         return language if alone == language and alone_confidence >= ONSET_CONFIRM else None
 
-    def _onset_due(self, seg: _Segment) -> bool:
+    def _onset_due(self, seg: _Segment, ahead_s: float = 0.0) -> bool:
         """A window is due `onset_probe_s` after a VAD dip (within the last 0.5 s of that) when
-        none has run since then: the earliest one that can confirm a switch at that dip."""
+        none has run since then: the earliest one that can confirm a switch at that dip. With
+        `ahead_s`: one is due now or will be within that many seconds (after a dip heard already)."""
         o = self.options
-        if o.onset_probe_s <= 0 or self.total - seg.start < self._probe_from:
+        ahead = int(ahead_s * SAMPLE_RATE)
+        if o.onset_probe_s <= 0 or self.total + ahead - seg.start < self._probe_from:
             return False
         confirm = int(o.onset_probe_s * SAMPLE_RATE)
         lo = max(seg.start + SAMPLE_RATE, self.total - confirm - SAMPLE_RATE // 2)
         quiet = self._segmenter.options.neg_threshold
-        dips = [f for f in self._vad_frames(lo, self.total - confirm) if self._probs[f] < quiet]
+        dips = [f for f in self._vad_frames(lo, self.total + ahead - confirm) if self._probs[f] < quiet]
         return bool(dips) and seg.last_decode_end < dips[-1] * FRAME_SAMPLES + confirm
 
     def _vad_frames(self, lo: int, hi: int) -> range:
