@@ -1064,3 +1064,28 @@ def test_a_window_due_by_the_interval_just_before_an_onset_probe_waits_for_it_an
     assert (49, "encode", INTERIM) in windows[0.0] and (51, "encode", SWITCH_PROBE) in windows[0.0], windows
     assert not any(k == 49 for k, _, _ in waited) and (51, "encode", SWITCH_PROBE) in waited, windows
     assert (51, "decode", INTERIM) in waited, windows  # the interim text the interval's window would have had
+
+
+class UnsureWholeWindows(HearsPitch):
+    """Whole-window detection judged on the window's last quarter and only 0.66 sure (below the
+    hysteresis threshold: a vote sets the segment's language without locking it); probes,
+    slices and audio encoded on its own for a probe (under 2 s, quantum 2 s) as heard."""
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        alone = encoded.duration_s < 2.0 and encoded.quantum_s == 2.0
+        if last_seconds is None and span is None and not alone:
+            probs = super().detect(encoded, pair, span=(0.75 * encoded.duration_s, encoded.duration_s))
+            return {code: 0.5 + (p - 0.5) / 3 for code, p in probs.items()}
+        return super().detect(encoded, pair, last_seconds, span)
+
+
+def test_the_window_that_confirms_an_onset_switch_does_not_first_relabel_the_segment_with_its_vote():
+    """No committed language yet (the stream's first turn), probe-only windows whose votes do not
+    lock: the window 1 s after the breath hears Japanese over its whole (it judges its end) and
+    in its onset slice. The switch is made at the breath, not lost to a Japanese vote on the
+    English turn (one Japanese final from 0.3 s)."""
+    audio = np.concatenate([silence(0.3), tone(3.0, 220), silence(0.15), tone(4.0, 440), silence(1.5)])
+    options = StreamOptions(languages=("en", "ja"), padding=None, final_switch_scan="off")
+    events = run(RecognitionStream(UnsureWholeWindows(), LoudnessVad(), options), audio, work="probe")
+    finals = [(e.language, round(e.start_s, 2), round(e.end_s, 2)) for e in events if isinstance(e, Result) and e.is_final]
+    assert [f[0] for f in finals] == ["en", "ja"] and 3.25 <= finals[1][1] <= 3.5, finals  # the breath, 3.30-3.45 s

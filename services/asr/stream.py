@@ -628,8 +628,11 @@ class RecognitionStream:
                 return
             language = best(probs)[0]
             # The final was drafted in the pause this window ran into: a vote now would only make
-            # it be decoded again when that pause is confirmed.
-            if not self._in_drafted_pause(seg):
+            # it be decoded again when that pause is confirmed. A window whose onset probe confirmed
+            # a switch lies over both turns: its vote would relabel a segment not yet locked with
+            # the new language (live, ko-en: Korean 0.67 over 3 s of English and 1 s of Korean),
+            # and the switch would be lost in one Korean final.
+            if not self._in_drafted_pause(seg) and onset_switch is None:
                 language = self._vote(seg, end, probs, text)
             recheck = probing and self._worth_rechecking(seg, tail)
         if recheck:
