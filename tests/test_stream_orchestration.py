@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 
+import services.asr.stream as stream_module
 from services.asr.engine import Decoded
 from services.asr.scheduler import FINAL, INTERIM, SWITCH_PROBE
 from services.asr.stream import LanguageSwitched, RecognitionStream, Result, StreamOptions
@@ -997,6 +998,19 @@ class RecordsPriorities(TailSaysJapanese):
         return super().detect(encoded, pair, last_seconds, span) if self.tail_japanese else \
             FakeEngine.detect(self, encoded, pair)
 
+    def run(self, stream: RecognitionStream, audio: np.ndarray) -> list[bool]:
+        """Inline windows, 0.1 s chunks, then finish; whether a switch was suspected before each
+        chunk's step."""
+        suspected = []
+        for k, chunk in enumerate(np.array_split(audio, len(audio) // 1600)):
+            self.chunk = k
+            stream.feed(chunk)
+            suspected.append(stream.switch_suspected)
+            stream.step()
+        self.chunk = len(suspected)
+        stream.finish()
+        return suspected
+
 
 def test_windows_that_can_confirm_a_switch_ask_the_scheduler_for_priority_and_their_text_does_not():
     """A window due 1 s after a breath (its onset probe) or while a switch is suspected (its
@@ -1007,14 +1021,7 @@ def test_windows_that_can_confirm_a_switch_ask_the_scheduler_for_priority_and_th
         engine = RecordsPriorities(tail_japanese)
         stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
             languages=("en", "ja"), initial_language="en", padding=None))
-        suspected = []
-        for k, chunk in enumerate(np.array_split(audio, len(audio) // 1600)):
-            engine.chunk = k
-            stream.feed(chunk)
-            suspected.append(stream.switch_suspected)  # (before this chunk's window)
-            stream.step()
-        engine.chunk = len(suspected)
-        stream.finish()
+        suspected = engine.run(stream, audio)
         window_encodes = {k: p for k, kind, p in engine.calls if kind == "encode" and p != FINAL}
         urgent = {k for k, p in window_encodes.items() if p == SWITCH_PROBE}
         # the window 1 s after the breath's first quiet frame (4.3 s), and each suspected switch's
@@ -1036,7 +1043,8 @@ def test_an_onset_probe_takes_the_dip_after_which_the_other_language_is_heard_no
     stream = RecognitionStream(HearsPitch(), LoudnessVad(), StreamOptions(
         languages=("en", "ja"), initial_language="en", padding=None))
     at, events = switch_chunk(stream, audio)
-    finals = [(f.language, round(f.start_s, 2), round(f.end_s, 2)) for f in events if isinstance(f, Result) and f.is_final]
+    finals = [(f.language, round(f.start_s, 2), round(f.end_s, 2))
+              for f in events if isinstance(f, Result) and f.is_final]
     assert [f[0] for f in finals] == ["en", "ja"] and 4.75 <= finals[1][1] <= 4.95, finals  # at the second breath
     assert 56 <= at <= 58, (at, finals)  # 1 s after the second breath (4.8-4.95 s)
 
@@ -1045,8 +1053,6 @@ def test_a_window_due_by_the_interval_just_before_an_onset_probe_waits_for_it_an
     """A breath at 4.1 s puts an onset probe's window at 5.2 s (chunk 51), 0.2 s after the
     interval's: the interval's window waits for it (one window, with the interim text) instead of
     running just before it, as it does with the wait off."""
-    import services.asr.stream as stream_module
-
     audio = np.concatenate([silence(0.3), speech(3.8), silence(0.15), speech(2.5), silence(1.5)])
     windows = {}
     for wait in (stream_module.ONSET_WAIT_S, 0.0):
@@ -1054,12 +1060,9 @@ def test_a_window_due_by_the_interval_just_before_an_onset_probe_waits_for_it_an
         engine = RecordsPriorities(tail_japanese=False)
         stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
             languages=("en", "ja"), initial_language="en", padding=None))
-        for k, chunk in enumerate(np.array_split(audio, len(audio) // 1600)):
-            engine.chunk = k
-            stream.feed(chunk)
-            stream.step()
+        engine.run(stream, audio)
         windows[wait] = sorted({(k, kind, p) for k, kind, p in engine.calls if p != FINAL})
-    assert wait == 0.0 and len(windows) == 2
+    assert len(windows) == 2
     waited = next(v for w, v in windows.items() if w > 0)
     assert (49, "encode", INTERIM) in windows[0.0] and (51, "encode", SWITCH_PROBE) in windows[0.0], windows
     assert not any(k == 49 for k, _, _ in waited) and (51, "encode", SWITCH_PROBE) in waited, windows

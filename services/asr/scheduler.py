@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
-FINAL, SWITCH_PROBE, INTERIM, SPECULATIVE = 0, 1, 2, 3  # SPECULATIVE: a switch's head final decoded before the switch is confirmed
+# SWITCH_PROBE: an interim window that can confirm a switch (its interim text is INTERIM);
+# SPECULATIVE: a switch's head final decoded before the switch is confirmed
+FINAL, SWITCH_PROBE, INTERIM, SPECULATIVE = 0, 1, 2, 3
 BUSY_HORIZON_S = 2.0  # what `others_busy` looks back over
 
 

@@ -111,10 +111,10 @@ class StreamOptions:
     # language alone, where the 2 s tail is still half the old one. If the slice that gives the
     # other language most gives it at least `ONSET_CONFIRM`, its seconds are encoded on their own
     # too, and if that agrees as strongly the switch is confirmed at once (and located as the
-    # others are): two judgements, one in the window's context and one without. At 58 dips inside one-language
-    # speech of the eval set (1.0 s after them) the two never both passed 0.55; at the four
-    # immediate onsets they both passed 0.8. A window comes `onset_probe_s` after a dip whatever
-    # the interval (`_onset_due`). Slices from `onset_probe_s` to 2 s long (0 = off).
+    # others are): two judgements, one in the window's context and one without. At 58 dips inside
+    # one-language speech of the eval set (1.0 s after them) the two never both passed 0.55; at
+    # the four immediate onsets they both passed 0.8. A window comes `onset_probe_s` after a dip
+    # whatever the interval (`_onset_due`). Slices from `onset_probe_s` to 2 s long (0 = off).
     onset_probe_s: float = 1.0
     # A segment of at least 2 probe spans that the live probes did not cover (a stretch of over 1.5
     # intervals without one: windows dropped by catch-up or the duty cycle, or spaced out under load),
