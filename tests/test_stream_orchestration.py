@@ -338,9 +338,9 @@ def test_a_head_whose_language_was_voted_late_is_scanned_from_its_own_first_seco
     audio = np.concatenate([silence(0.3), tone(3.0, 220), silence(0.15), tone(3.0, 440), silence(0.15),
                             tone(3.5, 220), silence(1.5)])
     # (the windows' own probes of the stretch they stepped over and of the speech after a breath,
-    # which find it too, off: the scan's test)
+    # and a suspected switch's sooner confirming window, which find it too, off: the scan's test)
     options = StreamOptions(languages=("en", "ja"), initial_language="ja", padding=None, probe_gaps=False,
-                            onset_probe_s=0)
+                            onset_probe_s=0, confirm_after_s=0)
     stream, events, step = RecognitionStream(HearsPitch(), LoudnessVad(), options), [], int(0.1 * RATE)
     for i in range(0, len(audio), step):
         events += stream.feed(audio[i:i + step])
@@ -570,16 +570,19 @@ class BusyTailSaysJapanese(TailSaysJapanese):
 
 
 def test_under_load_a_suspected_switchs_confirming_probe_is_not_stretched():
-    stream = RecognitionStream(BusyTailSaysJapanese(), LoudnessVad(),
-                               StreamOptions(languages=("en", "ja"), initial_language="en", padding=None))
-    windows, switched = [], None
-    for k, chunk in enumerate(np.split(speech(10.0), 100)):
-        stream.feed(chunk)
-        events = stream.step()
-        windows += [k] * (stream.stats.windows - len(windows))
-        if switched is None and any(isinstance(e, LanguageSwitched) for e in events):
-            switched = k
-    assert windows[:2] == [39, 49] and switched == 49, (windows, switched)  # 4 s apart, then 1 s
+    """Windows 4 s apart under load; the one after the first vote comes `confirm_after_s` later
+    (0.5 s), or with that off an unstretched interval (1 s) later."""
+    for confirm_after, confirming in ((0.5, 44), (0.0, 49)):
+        stream = RecognitionStream(BusyTailSaysJapanese(), LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None, confirm_after_s=confirm_after))
+        windows, switched = [], None
+        for k, chunk in enumerate(np.split(speech(10.0), 100)):
+            stream.feed(chunk)
+            events = stream.step()
+            windows += [k] * (stream.stats.windows - len(windows))
+            if switched is None and any(isinstance(e, LanguageSwitched) for e in events):
+                switched = k
+        assert windows[:2] == [39, confirming] and switched == confirming, (confirm_after, windows, switched)
 
 
 class BusyHearsPitch(HearsPitch):
@@ -593,9 +596,10 @@ def test_probes_spaced_out_under_load_still_give_a_short_turn_its_two_votes_live
     stepped over would have ended. The turn is found live (the final's scan off), cut at its breaths."""
     audio = np.concatenate([silence(0.3), tone(3.7, 220), silence(0.15), tone(2.5, 440), silence(0.15),
                             tone(4.0, 220), silence(1.5)])
-    # (onset probes, which confirm the turn at its breath on their own, off: gap probes' test)
+    # (onset probes, which confirm the turn at its breath on their own, and the sooner confirming
+    # window, which gives it a second vote too, off: gap probes' test)
     options = StreamOptions(languages=("en", "ja"), initial_language="en", padding=None, final_switch_scan="off",
-                            onset_probe_s=0)
+                            onset_probe_s=0, confirm_after_s=0)
     finals = {}
     for gaps in (True, False):
         events = run(RecognitionStream(BusyHearsPitch(), LoudnessVad(), dataclasses.replace(options, probe_gaps=gaps)),
@@ -695,7 +699,7 @@ def test_an_unsure_gap_slice_does_not_delay_a_suspected_switchs_confirmation():
             stream.feed(chunk)
             if any(isinstance(e, LanguageSwitched) for e in stream.step()) and gaps not in switched_at:
                 switched_at[gaps] = k
-    assert switched_at[True] == switched_at[False] == 39, switched_at  # first vote at 3 s, confirmed at 4 s
+    assert switched_at[True] == switched_at[False] == 34, switched_at  # first vote at 3 s, confirmed 0.5 s later
 
 
 class RecordsThreads(HearsPitch):
@@ -1025,9 +1029,9 @@ def test_windows_that_can_confirm_a_switch_ask_the_scheduler_for_priority_and_th
         window_encodes = {k: p for k, kind, p in engine.calls if kind == "encode" and p != FINAL}
         urgent = {k for k, p in window_encodes.items() if p == SWITCH_PROBE}
         # the window 1 s after the breath's first quiet frame (4.3 s), and each suspected switch's
-        # confirming window (none without Japanese probes)
+        # confirming window (none without Japanese probes; the first, 0.5 s after the vote at 3 s)
         assert urgent == {53} | {k for k in window_encodes if suspected[k]}, engine.calls
-        assert (39 in urgent) == tail_japanese, engine.calls
+        assert (34 in urgent) == tail_japanese, engine.calls
         assert len(window_encodes) - len(urgent) >= 3, engine.calls  # the other windows: INTERIM
         assert set(window_encodes.values()) <= {SWITCH_PROBE, INTERIM}
         assert {p for _, kind, p in engine.calls if kind == "decode"} <= {INTERIM, FINAL}, engine.calls
@@ -1067,6 +1071,24 @@ def test_a_window_due_by_the_interval_just_before_an_onset_probe_waits_for_it_an
     assert (49, "encode", INTERIM) in windows[0.0] and (51, "encode", SWITCH_PROBE) in windows[0.0], windows
     assert not any(k == 49 for k, _, _ in waited) and (51, "encode", SWITCH_PROBE) in waited, windows
     assert (51, "decode", INTERIM) in waited, windows  # the interim text the interval's window would have had
+
+
+def test_a_window_that_another_onset_probe_follows_within_half_a_second_leaves_its_text_to_it(monkeypatch):
+    """Breaths at 4.1 s and 4.6 s: onset probes' windows at 5.2 s (chunk 51) and 5.7 s (chunk 56).
+    The first is probe-only (its text decode, 0.4-0.8 s under load, would hold the second back:
+    one window at a time); the second decodes the interim text. With the rule off, both do."""
+    audio = np.concatenate([silence(0.3), speech(3.8), silence(0.15), speech(0.35), silence(0.15), speech(2.5),
+                            silence(1.5)])
+    texts, default = {}, stream_module.ONSET_TEXT_AHEAD_S
+    for ahead in (default, 0.0):
+        monkeypatch.setattr(stream_module, "ONSET_TEXT_AHEAD_S", ahead)
+        engine = RecordsPriorities(tail_japanese=False)
+        engine.run(RecognitionStream(engine, LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None)), audio)
+        assert {(k, p) for k, kind, p in engine.calls if kind == "encode" and 50 <= k <= 57} == \
+            {(51, SWITCH_PROBE), (56, SWITCH_PROBE)}, engine.calls
+        texts[ahead] = sorted(k for k, kind, p in engine.calls if kind == "decode" and p == INTERIM and 50 <= k <= 57)
+    assert texts == {default: [56], 0.0: [51, 56]}, texts
 
 
 class UnsureWholeWindows(HearsPitch):

@@ -63,6 +63,7 @@ class AsrSettings:
     long_final_beam: int = 2  # the final's beam for segments longer than long_final_s (0 = beam_size)
     long_final_s: float = 6.0
     partial_interval_s: float = 1.0
+    confirm_after_s: float = 0.5  # a suspected switch's confirming window this soon (0 = the interval)
     min_silence_s: float = 0.6
     speculate_after_s: float = 0.15  # the final is decoded ahead this far into a pause (stream.StreamOptions)
     speculate_below_busy: float = 0.75  # decode the final ahead in a pause only below this others' share (above 1 = always)
@@ -128,7 +129,7 @@ class AsrRuntime:
                                     interim_duty=s.interim_duty)
         self.stream_defaults = StreamOptions(
             languages=("en",), beam_size=s.beam_size, long_final_beam=s.long_final_beam, long_final_s=s.long_final_s,
-            partial_interval_s=s.partial_interval_s,
+            partial_interval_s=s.partial_interval_s, confirm_after_s=s.confirm_after_s,
             min_silence_s=s.min_silence_s, speculate_after_s=s.speculate_after_s,
             speculate_below_busy=s.speculate_below_busy, head_drafts=s.head_drafts, snap_cut_s=s.snap_cut_s,
             max_segment_s=s.max_segment_s, interim_in_pauses=s.interim_in_pauses,

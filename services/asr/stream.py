@@ -39,6 +39,9 @@ ONSET_CONFIRM = 0.8  # see StreamOptions.onset_probe_s
 # A window due by the interval waits for one due after a dip this soon: one window at a time, and
 # one started just before would hold the onset probe back by its run time (0.2-0.3 s under load).
 ONSET_WAIT_S = 0.3
+# ... and a window that another onset probe's window follows within this leaves its interim text
+# to a later one: a text decode (0.4-0.8 s under load) held that window back by as much.
+ONSET_TEXT_AHEAD_S = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +53,10 @@ class StreamOptions:
     # behind real time (`step`'s "probe").
     interim_results: bool = True
     partial_interval_s: float = 1.0  # re-decode the open segment this often (stretched up to 4x under load)
+    # A suspected switch's confirming window comes this soon after the one that voted for it (its
+    # probes: the 2 s tail 0.5 s on, and the onset slices longer by as much), not an interval later
+    # (0 = the interval). Votes 0.5 s apart are what the gap probes and the final's scan cast too.
+    confirm_after_s: float = 0.5
     min_decode_s: float = 0.4  # no interim decode before this much speech
     max_segment_s: float = 15.0  # force a final at the quietest point beyond this
     min_silence_s: float = 0.6  # VAD silence that ends a segment
@@ -341,11 +348,12 @@ class RecognitionStream:
         interval = o.partial_interval_s
         load = getattr(self.engine, "load", None)
         # A busy scheduler stretches interim windows (finals keep their latency), but not a
-        # suspected switch's confirming probe: the final before the switch waits for it.
+        # suspected switch's confirming probe, which comes sooner: the final before the switch waits for it.
         if load is not None and not self.switch_suspected:
             interval *= min(4.0, 1.0 + load())
+        probe_interval = o.confirm_after_s if self.switch_suspected and o.confirm_after_s > 0 else interval
         onset_due = self._onset_due(seg)
-        due = self.total - max(seg.last_decode_end, seg.start) >= interval * SAMPLE_RATE or onset_due
+        due = self.total - max(seg.last_decode_end, seg.start) >= probe_interval * SAMPLE_RATE or onset_due
         if not due or self.total - seg.start < o.min_decode_s * SAMPLE_RATE:
             return []
         if not onset_due and self._onset_due(seg, ONSET_WAIT_S):
@@ -353,12 +361,13 @@ class RecognitionStream:
         # Interim text (the whole segment encoded and decoded) rests an interval from when the last
         # background window with text finished, not only from the audio it covered, so it leaves
         # the machine to finals; a window due before then is probe-only (cheaper, and what finds
-        # switches: their probes keep the interval).
-        end = self.total
-        text = work == "text" and o.interim_results and end - self._window_done_at >= interval * SAMPLE_RATE
+        # switches: their probes keep the interval). So is one that an onset probe's window follows
+        # within ONSET_TEXT_AHEAD_S (that one may have the text).
+        end = seg.last_decode_end = self.total
+        text = work == "text" and o.interim_results and end - self._window_done_at >= interval * SAMPLE_RATE and \
+            not self._onset_due(seg, ONSET_TEXT_AHEAD_S)
         # interim text re-decodes the whole segment; a probe-only window needs only its tail
         audio = self._window(seg.start if text else max(seg.start, end - int(o.probe_window_s * SAMPLE_RATE)), end)
-        seg.last_decode_end = end
         # A window that can confirm a switch goes before other streams' interim windows.
         priority = SWITCH_PROBE if onset_due or self.switch_suspected else INTERIM
         if background is None:  # the window's result, then the cut at a switch it confirmed
