@@ -981,6 +981,41 @@ def test_an_onset_slice_heard_twice_confirms_the_switch_at_its_dip_one_second_af
     assert [f[0] for f in outcomes["disagree"][1]] == ["en", "ja"], outcomes
 
 
+class AloneWaitsForALocate(HearsPitch):
+    """As HearsPitch; the first encode under 2 s (quantum 2 s) after a probing window (3 s or
+    more), an onset slice's own, waits up to 2 s for a span detection on another thread (the
+    switch's cut being located) and records if it came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.beside, self.probing, self.waited = threading.Event(), False, []
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        if span is not None and threading.current_thread() is not threading.main_thread():
+            self.beside.set()
+        return super().detect(encoded, pair, last_seconds, span)
+
+    def encode(self, audio, padding=None, quantum_s=None):
+        encoded = super().encode(audio, padding, quantum_s)
+        self.probing = self.probing or encoded.duration_s >= 3.0
+        if self.probing and not self.waited and encoded.duration_s < 2.0 and encoded.quantum_s == 2.0:
+            self.waited.append(self.beside.wait(2.0))
+        return encoded
+
+
+def test_an_onset_switchs_cut_is_located_while_its_confirming_encode_runs():
+    """The switch of the test above: the cut is located on another thread while the onset slice
+    is encoded on its own (under load each took 0.02-0.2 s one after the other), and the
+    outcome is the same: the switch 1 s after the breath, cut at the breath."""
+    audio = np.concatenate([silence(0.3), tone(4.0, 220), silence(0.15), tone(4.0, 440), silence(1.5)])
+    engine = AloneWaitsForALocate()
+    at, events = switch_chunk(RecognitionStream(engine, LoudnessVad(), StreamOptions(
+        languages=("en", "ja"), initial_language="en", padding=None)), audio)
+    finals = [(f.language, round(f.start_s, 2)) for f in events if isinstance(f, Result) and f.is_final]
+    assert engine.waited == [True], engine.waited
+    assert [f[0] for f in finals] == ["en", "ja"] and 4.3 <= finals[1][1] <= 4.45 and 52 <= at <= 55, (at, finals)
+
+
 class RecordsPriorities(TailSaysJapanese):
     """As TailSaysJapanese (probes vote for Japanese unless `tail_japanese` is off), with the
     scheduler's `priority` attribute (as on its per-stream facade): each model call is recorded

@@ -631,7 +631,10 @@ class RecognitionStream:
         spans += [((t - window_start) / SAMPLE_RATE, (end - window_start) / SAMPLE_RATE) for t in onsets]
         span_probs = self._detect_spans(encoded, spans) if spans else []  # one batched call
         gap_probs = span_probs[:len(gaps)]
-        onset_switch = self._confirm_onset(seg, audio, window_start, list(zip(onsets, span_probs[len(gaps):])))
+        located: dict[tuple[str, str], int] = {}  # (old, new) -> cut, located while the onset is confirmed
+        onset_switch = self._confirm_onset(seg, audio, window_start, list(zip(onsets, span_probs[len(gaps):])),
+                                           lambda old, new: located.setdefault((old, new), self._locate_switch(
+                                               seg, encoded, window_start, old, new, end)))
         with self._lock:
             if self._segment is not seg:
                 return
@@ -664,6 +667,8 @@ class RecognitionStream:
                 if new is None and onset_switch is not None and seg.language not in (None, onset_switch):
                     new = onset_switch  # confirmed (`_confirm_onset`), located as the others are
                 old, first_vote_end = seg.language or new, seg.detector.switch_index or end
+                if first_vote_end != end:
+                    located.clear()  # (located up to this window's end)
                 suspected, suspected_at = seg.detector.pending, seg.detector.first_vote_index
                 if new is None and seg.suspected_cut and seg.suspected_cut.first_vote != suspected_at:
                     seg.suspected_cut = None  # that suspicion was withdrawn: its head's draft is dropped
@@ -671,7 +676,9 @@ class RecognitionStream:
                     o.head_drafts and seg.language is not None and suspected != seg.language
             if new is not None:
                 # (an onset probe's switch too: its dip can be a quiet frame inside the new speech)
-                cut = self._locate_switch(seg, encoded, window_start, old, new, first_vote_end)
+                cut = located.get((old, new))
+                if cut is None:
+                    cut = self._locate_switch(seg, encoded, window_start, old, new, first_vote_end)
                 with self._lock:
                     if self._segment is seg:
                         # The cut the suspicion's window located, if this one agrees within 0.25 s:
@@ -746,11 +753,13 @@ class RecognitionStream:
                 if self._probs[f] < quiet and (f == frames[-1] or self._probs[f + 1] >= quiet)]
 
     def _confirm_onset(self, seg: _Segment, audio: np.ndarray, window_start: int,
-                       heard: list[tuple[int, dict[str, float]]]) -> str | None:
+                       heard: list[tuple[int, dict[str, float]]],
+                       meanwhile: Callable[[str, str], object] = lambda old, new: None) -> str | None:
         """The language the speech after a dip is in, if it is not the segment's: of the onset
         slices (`heard`: each one's start and its language in the window's context), the one that
         gives the other language most, if at least `ONSET_CONFIRM`, and then a separate encode of
-        its seconds (`audio` from that start: those seconds alone) as strongly; None otherwise."""
+        its seconds (`audio` from that start: those seconds alone) as strongly; None otherwise.
+        `meanwhile(old, new)` (the cut located) runs on another thread while that encode runs."""
         others = [(confidence, start, language) for start, probs in heard
                   for language, confidence in [best(probs)] if seg.language not in (None, language)]
         if not others:
@@ -758,7 +767,13 @@ class RecognitionStream:
         confidence, start, language = max(others)
         if confidence < ONSET_CONFIRM:
             return None
-        alone, alone_confidence = best(self._detect(self._encode_clean(audio[start - window_start:])))
+        old = seg.language
+        beside = threading.Thread(target=meanwhile, args=(old, language), name="onset-locate", daemon=True)
+        beside.start()
+        try:
+            alone, alone_confidence = best(self._detect(self._encode_clean(audio[start - window_start:])))
+        finally:
+            beside.join()
         return language if alone == language and alone_confidence >= ONSET_CONFIRM else None
 
     def _onset_due(self, seg: _Segment, ahead_s: float = 0.0) -> bool:
