@@ -631,10 +631,8 @@ class RecognitionStream:
         spans += [((t - window_start) / SAMPLE_RATE, (end - window_start) / SAMPLE_RATE) for t in onsets]
         span_probs = self._detect_spans(encoded, spans) if spans else []  # one batched call
         gap_probs = span_probs[:len(gaps)]
-        located: dict[tuple[str, str], int] = {}  # (old, new) -> cut, located while the onset is confirmed
-        onset_switch = self._confirm_onset(seg, audio, window_start, list(zip(onsets, span_probs[len(gaps):])),
-                                           lambda old, new: located.setdefault((old, new), self._locate_switch(
-                                               seg, encoded, window_start, old, new, end)))
+        onset = self._confirm_onset(seg, audio, encoded, window_start, end, list(zip(onsets, span_probs[len(gaps):])))
+        onset_switch = onset[1] if onset is not None else None
         with self._lock:
             if self._segment is not seg:
                 return
@@ -667,8 +665,6 @@ class RecognitionStream:
                 if new is None and onset_switch is not None and seg.language not in (None, onset_switch):
                     new = onset_switch  # confirmed (`_confirm_onset`), located as the others are
                 old, first_vote_end = seg.language or new, seg.detector.switch_index or end
-                if first_vote_end != end:
-                    located.clear()  # (located up to this window's end)
                 suspected, suspected_at = seg.detector.pending, seg.detector.first_vote_index
                 if new is None and seg.suspected_cut and seg.suspected_cut.first_vote != suspected_at:
                     seg.suspected_cut = None  # that suspicion was withdrawn: its head's draft is dropped
@@ -676,8 +672,9 @@ class RecognitionStream:
                     o.head_drafts and seg.language is not None and suspected != seg.language
             if new is not None:
                 # (an onset probe's switch too: its dip can be a quiet frame inside the new speech)
-                cut = located.get((old, new))
-                if cut is None:
+                if onset is not None and onset[:2] == (old, new) and first_vote_end == end:
+                    cut = onset[2]  # (located while the onset was confirmed, on the same terms)
+                else:
                     cut = self._locate_switch(seg, encoded, window_start, old, new, first_vote_end)
                 with self._lock:
                     if self._segment is seg:
@@ -752,14 +749,14 @@ class RecognitionStream:
         return [(f + 1) * FRAME_SAMPLES for f in frames
                 if self._probs[f] < quiet and (f == frames[-1] or self._probs[f + 1] >= quiet)]
 
-    def _confirm_onset(self, seg: _Segment, audio: np.ndarray, window_start: int,
-                       heard: list[tuple[int, dict[str, float]]],
-                       meanwhile: Callable[[str, str], object] = lambda old, new: None) -> str | None:
+    def _confirm_onset(self, seg: _Segment, audio: np.ndarray, encoded: Encoded, window_start: int, end: int,
+                       heard: list[tuple[int, dict[str, float]]]) -> tuple[str, str, int] | None:
         """The language the speech after a dip is in, if it is not the segment's: of the onset
         slices (`heard`: each one's start and its language in the window's context), the one that
         gives the other language most, if at least `ONSET_CONFIRM`, and then a separate encode of
-        its seconds (`audio` from that start: those seconds alone) as strongly; None otherwise.
-        `meanwhile(old, new)` (the cut located) runs on another thread while that encode runs."""
+        its seconds (`audio` from that start: those seconds alone) as strongly. Returns (the
+        segment's language, the new one, the cut `_locate_switch` gives on the window's `encoded`
+        up to `end`, located on another thread while that encode runs), or None."""
         others = [(confidence, start, language) for start, probs in heard
                   for language, confidence in [best(probs)] if seg.language not in (None, language)]
         if not others:
@@ -767,14 +764,18 @@ class RecognitionStream:
         confidence, start, language = max(others)
         if confidence < ONSET_CONFIRM:
             return None
-        old = seg.language
-        beside = threading.Thread(target=meanwhile, args=(old, language), name="onset-locate", daemon=True)
+        old, located = seg.language, []
+        beside = threading.Thread(name="onset-locate", daemon=True, target=lambda: located.append(
+            self._locate_switch(seg, encoded, window_start, old, language, end)))
         beside.start()
         try:
             alone, alone_confidence = best(self._detect(self._encode_clean(audio[start - window_start:])))
         finally:
             beside.join()
-        return language if alone == language and alone_confidence >= ONSET_CONFIRM else None
+        if alone != language or alone_confidence < ONSET_CONFIRM:
+            return None
+        return old, language, located[0] if located else self._locate_switch(seg, encoded, window_start, old,
+                                                                               language, end)
 
     def _onset_due(self, seg: _Segment, ahead_s: float = 0.0) -> bool:
         """A window is due `onset_probe_s` after a VAD dip (within the last 0.5 s of that) when
