@@ -64,6 +64,7 @@ CONFIGS = {
     "ct2-2threads": {"TANDEM_ASR_INFERENCE_THREADS": "2", "TANDEM_ASR_INTRA_THREADS": "1"},  # (the default)
     "ct2-1thread": {"TANDEM_ASR_INFERENCE_THREADS": "1", "TANDEM_ASR_INTRA_THREADS": "2"},  # the default until 2026-11-25
     "ct2-2workers": {"TANDEM_ASR_INTRA_THREADS": "1"},  # with asr_workers=2 (below)
+    "ct2-translate2": {"TANDEM_TRANSLATE_INTRA_THREADS": "2"},  # translation on 2 threads (the default until 2026-11-25)
     "torch": {"TANDEM_ASR_ENGINE": "torch"},
     "ct2-admit": {"TANDEM_ASR_MAX_LOAD": "0.9"},  # admission by measured load, as by default (admission.py)
 }
@@ -136,6 +137,7 @@ def step(target: str, entries, n: int, metrics_port: int, pids: list[int], rng: 
         "final_latency_at_switch_s": summary["switch"]["final_latency_at_switch_s"],
         "final_latency_ordinary_s": summary["switch"]["final_latency_ordinary_s"],
         "first_result_latency_s": summary["first_result_latency_s"],
+        "translation_latency_s": summary["translation_latency_s"],  # final -> its translation (zh/en here)
         "error_rate": summary["error_rate"],
         "language_attribution": summary["language_attribution"],
         "real_time_factor": (after["asr_inference_seconds_sum"] - before["asr_inference_seconds_sum"]) / audio
@@ -172,9 +174,10 @@ def run_load(manifest: Path, steps: list[int], bound: float, max_seconds: float,
             fl = row["final_latency_s"]
             print(f"load: N={n}: {row['refused']} streams refused, " if row["refused"] else f"load: N={n}: ",
                   end="", file=log)
-            ordinary = row["final_latency_ordinary_s"]
+            ordinary, tl = row["final_latency_ordinary_s"], row["translation_latency_s"]
             print(f"{row['finals']} finals, final p50 {_num(fl['p50'])} s p95 {_num(fl['p95'])} s "
                   f"(ordinary p95 {_num(ordinary['p95'])} s), "
+                  f"translation p50 {_num(tl['p50'])} s p95 {_num(tl['p95'])} s, "
                   f"attribution {_num(row['language_attribution'], 3)}, RTF {row['real_time_factor']:.2f}, "
                   f"CPU {row['cpu_cores_used']:.2f} cores{', errors ' + str(row['errors']) if row['errors'] else ''}",
                   file=log, flush=True)
@@ -203,17 +206,18 @@ def _num(value, digits: int = 2) -> str:
 
 def markdown(results: list[dict]) -> str:
     lines = ["| config | N | refused | finals | final p50 (s) | final p95 (s) | p95 at a switch / ordinary (s) "
-             "| first result p50 (s) | WER/CER | attribution | ASR RTF | CPU cores | errors |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| first result p50 (s) | translation p50 / p95 (s) | WER/CER | attribution | ASR RTF | CPU cores | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         for r in res["steps"]:
             fl, fr = r["final_latency_s"], r.get("first_result_latency_s") or {}
+            tl = r.get("translation_latency_s") or {}
             at_switch, ordinary = r["final_latency_at_switch_s"], r["final_latency_ordinary_s"]
             rates = " ".join(f"{lang} {rate:.3f}" for lang, rate in (r.get("error_rate") or {}).items())
             attribution = r.get("language_attribution")
             lines.append(f"| {res['label']} | {r['streams']} | {r.get('refused', 0)} | {r.get('finals', '')} | "
                          f"{_num(fl['p50'])} | {_num(fl['p95'])} | {_num(at_switch['p95'])} / {_num(ordinary['p95'])} | "
-                         f"{_num(fr.get('p50'))} | {rates} | {_num(attribution, 3)} | "
+                         f"{_num(fr.get('p50'))} | {_num(tl.get('p50'))} / {_num(tl.get('p95'))} | {rates} | {_num(attribution, 3)} | "
                          f"{r['real_time_factor']:.2f} | {r['cpu_cores_used']:.2f} | {len(r['errors'])} |")
     lines.append("")
     for res in results:

@@ -39,7 +39,11 @@ class TranslateSettings:
     model_dir: Path = dataclasses.field(default_factory=default_model_dir)
     device: str = "cpu"
     compute_type: str = "int8"
-    intra_threads: int = 2
+    # One thread: on 2 cores shared with the ASR, a translation on both cores held back the other
+    # streams' Whisper calls in bursts (`bench.load` N = 6, four alternating rounds, 2-core Xeon:
+    # final p95 1.45 / 1.43 / 1.53 / 1.44 s against 1.57 / 1.57 / 1.62 / 1.45 s with 2; README,
+    # Benchmarks). A machine whose translation runs apart from the ASR may want more.
+    intra_threads: int = 1
     beam_size: int = 2
     max_decoding_length: int = 256
     max_batch_size: int = 16
