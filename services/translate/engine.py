@@ -209,7 +209,7 @@ class ModelOptions:
 
     device: str = "cpu"
     compute_type: str = "int8"
-    intra_threads: int = 2
+    intra_threads: int = 1  # as the service's default (app.TranslateSettings)
     beam_size: int = 2
     max_decoding_length: int = 256
     max_input_length: int = 512  # source tokens; longer input is truncated by CTranslate2
