@@ -7,10 +7,11 @@ Every session streams code-switched streams at real-time pace, one after another
 (`--streams-per-session`, so each step rests on enough finals for a p95; staggered starts,
 translation on). Per N: end of speech → final latency p50/p95 over all sessions, the ASR's real-time
 factor (inference seconds / audio seconds, from its Prometheus endpoint), the CPU used by
-the three service processes and the latency from a final to its translation. Reports the largest N whose p95 stays within --bound (1.5 s),
-over all finals (the target's measure) and over the finals that do not end at a language
-switch (whose latency is queueing, not the switch's detection). Stops stepping after two steps
-whose ordinary finals are over the bound. Loopback only; bounded by --max-seconds.
+the three service processes and the latency from a final to its translation. Reports the
+largest N whose p95 stays within --bound (1.5 s), over all finals (the target's measure) and
+over the finals that do not end at a language switch (whose latency is queueing, not the
+switch's detection). Stops stepping after two steps whose ordinary finals are over the bound.
+Loopback only; bounded by --max-seconds.
 
 Admission by load is off (TANDEM_ASR_MAX_LOAD=0) so that every offered stream is served and
 measured, except in `ct2-admit`: there it is on as by default, the steps run N = 2..4 sessions
