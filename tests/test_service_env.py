@@ -13,7 +13,8 @@ from clients import REPO_ROOT
 # A fresh interpreter, as `python -m services NAME` is: the package first, then NumPy.
 _PROBE = """
 import ctypes, os, services, numpy
-libs = [line.split()[-1] for line in open('/proc/self/maps') if 'openblas' in line.rsplit('/', 1)[-1]]
+maps = open('/proc/self/maps').read().splitlines() if os.path.exists('/proc/self/maps') else []  # Linux
+libs = [line.split()[-1] for line in maps if 'openblas' in line.rsplit('/', 1)[-1]]
 getter = None
 for name in ('scipy_openblas_get_num_threads64_', 'scipy_openblas_get_num_threads', 'openblas_get_num_threads64_',
              'openblas_get_num_threads'):
@@ -38,7 +39,7 @@ def test_services_default_to_passive_openmp_and_one_openblas_thread():
     policy, variable, threads = _probe()
     assert (policy, variable) == ("PASSIVE", "1")
     if threads == "none":
-        pytest.skip("NumPy here does not link OpenBLAS")
+        pytest.skip("NumPy here does not link OpenBLAS (or no /proc to find it)")
     assert threads == "1"  # OpenBLAS read it: its threads would otherwise spin beside Whisper's
 
 
