@@ -15,15 +15,9 @@ _PROBE = """
 import ctypes, os, services, numpy
 maps = open('/proc/self/maps').read().splitlines() if os.path.exists('/proc/self/maps') else []  # Linux
 libs = [line.split()[-1] for line in maps if 'openblas' in line.rsplit('/', 1)[-1]]
-getter = None
-for name in ('scipy_openblas_get_num_threads64_', 'scipy_openblas_get_num_threads', 'openblas_get_num_threads64_',
-             'openblas_get_num_threads'):
-    for lib in libs:
-        getter = getattr(ctypes.CDLL(lib), name, None)
-        if getter:
-            break
-    if getter:
-        break
+names = ('scipy_openblas_get_num_threads64_', 'scipy_openblas_get_num_threads', 'openblas_get_num_threads64_',
+         'openblas_get_num_threads')
+getter = next((g for name in names for lib in libs if (g := getattr(ctypes.CDLL(lib), name, None))), None)
 print(os.environ['OMP_WAIT_POLICY'], os.environ['OPENBLAS_NUM_THREADS'], getter() if getter else 'none')
 """
 
