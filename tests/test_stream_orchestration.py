@@ -1149,3 +1149,88 @@ def test_the_window_that_confirms_an_onset_switch_does_not_first_relabel_the_seg
     events = run(RecognitionStream(UnsureWholeWindows(), LoudnessVad(), options), audio, work="probe")
     finals = [(e.language, round(e.start_s, 2), round(e.end_s, 2)) for e in events if isinstance(e, Result) and e.is_final]
     assert [f[0] for f in finals] == ["en", "ja"] and 3.25 <= finals[1][1] <= 3.5, finals  # the breath, 3.30-3.45 s
+
+
+class RecordsHeardWindows(HearsPitch):
+    """HearsPitch, recording the chunk and the scheduler priority of every encode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.priority, self.chunk, self.calls = INTERIM, -1, []
+
+    def encode(self, audio, padding=None, quantum_s=None):
+        self.calls.append((self.chunk, self.priority))
+        return super().encode(audio, padding, quantum_s)
+
+
+def test_an_onset_probe_due_just_before_a_later_dips_waits_for_that_ones_window(monkeypatch):
+    """English, a breath at 4.3 s, 0.15 s more English, a second breath at 4.6 s, Japanese. The
+    onset probe due 1 s after the first breath (chunk 53) waits for the one due 1 s after the
+    second (chunk 56), which probes from both breaths: one window instead of two back to back (one
+    window at a time: under load the first held the second back by its run time), and the switch
+    is confirmed as soon, cut at the second breath. With the wait off both windows run."""
+    audio = np.concatenate([silence(0.3), tone(4.0, 220), silence(0.15), tone(0.15, 220), silence(0.15),
+                            tone(3.0, 440), silence(1.5)])
+    outcome = {}
+    for wait in (stream_module.ONSET_WAIT_S, 0.0):
+        monkeypatch.setattr(stream_module, "ONSET_WAIT_S", wait)
+        engine = RecordsHeardWindows()
+        stream = RecognitionStream(engine, LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None))
+        chunks = np.array_split(audio, len(audio) // 1600)
+        at, events = None, []
+        for k, chunk in enumerate(chunks):
+            engine.chunk = k
+            new = stream.feed(chunk) + stream.step()
+            at = k if at is None and any(isinstance(e, LanguageSwitched) for e in new) else at
+            events += new
+        events += stream.finish()
+        finals = [(f.language, round(f.start_s, 2)) for f in events if isinstance(f, Result) and f.is_final]
+        urgent = sorted({k for k, p in engine.calls if p == SWITCH_PROBE and 50 <= k <= 58})
+        outcome[wait] = (urgent, at, finals)
+    waited = next(v for w, v in outcome.items() if w > 0)
+    assert waited[0] == [56] and outcome[0.0][0] == [53, 56], outcome
+    for urgent, at, finals in outcome.values():  # the switch as soon, at the second breath
+        assert at == 56 and [f[0] for f in finals] == ["en", "ja"] and 4.55 <= finals[1][1] <= 4.75, outcome
+
+
+class InContextUnsure(HearsPitch):
+    """As HearsPitch, except that a slice running to its window's end hears Japanese at most 0.62
+    in that window's context (live, Whisper's in-context judgement of an onset slice wavered
+    between 0.17 and 0.73 where the seconds alone gave 0.92-0.99), and audio encoded on its own
+    for a probe (under 2 s, quantum 2 s) hears Japanese at most `alone_cap`."""
+
+    def __init__(self, alone_cap: float = 1.0) -> None:
+        super().__init__()
+        self.alone_cap = alone_cap
+
+    def detect(self, encoded, pair, last_seconds=None, span=None):
+        probs = super().detect(encoded, pair, last_seconds, span)
+        if span is not None and span[1] >= encoded.duration_s - 1e-6:
+            cap = 0.62
+        elif span is None and last_seconds is None and encoded.duration_s < 2.0 and encoded.quantum_s == 2.0:
+            cap = self.alone_cap
+        else:
+            return probs
+        ja = min(probs["ja"], cap)
+        return {"en": 1 - ja, "ja": ja}
+
+
+def test_an_onset_slice_that_leans_to_the_other_language_in_its_window_is_confirmed_by_its_own_encode(monkeypatch):
+    """English, a breath, Japanese; the onset slice gives Japanese only 0.62 in its window's
+    context. Its own encode hearing Japanese (0.98) confirms the switch 1 s after the breath, cut
+    there; heard alone at 0.7 it does not, nor does it with the old in-context bar of 0.8 (the
+    2 s probes then find the switch later)."""
+    audio = np.concatenate([silence(0.3), tone(4.0, 220), silence(0.15), tone(4.0, 440), silence(1.5)])
+    outcomes = {}
+    for name, alone_cap, heard in (("default", 1.0, stream_module.ONSET_HEARD), ("alone unsure", 0.7, stream_module.ONSET_HEARD),
+                                   ("bar 0.8", 1.0, 0.8)):
+        monkeypatch.setattr(stream_module, "ONSET_HEARD", heard)
+        stream = RecognitionStream(InContextUnsure(alone_cap), LoudnessVad(), StreamOptions(
+            languages=("en", "ja"), initial_language="en", padding=None))
+        at, events = switch_chunk(stream, audio)
+        outcomes[name] = (at, [(f.language, round(f.start_s, 2)) for f in events if isinstance(f, Result) and f.is_final])
+    at, finals = outcomes["default"]
+    assert [f[0] for f in finals] == ["en", "ja"] and 4.3 <= finals[1][1] <= 4.45 and 52 <= at <= 55, outcomes
+    for name in ("alone unsure", "bar 0.8"):
+        assert outcomes[name][0] - at >= 5 and [f[0] for f in outcomes[name][1]] == ["en", "ja"], outcomes

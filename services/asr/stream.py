@@ -36,9 +36,13 @@ from services.asr.vad import FRAME_SAMPLES, SegmenterOptions, SileroVad, SpeechS
 
 
 ONSET_CONFIRM = 0.8  # see StreamOptions.onset_probe_s
+ONSET_HEARD = 0.5  # ... the onset slice's, in the window's context (the other language its best)
 # A window due by the interval waits for one due after a dip this soon: one window at a time, and
 # one started just before would hold the onset probe back by its run time (0.2-0.3 s under load).
 ONSET_WAIT_S = 0.3
+# An onset probe's window waits as long for one due after a later dip (speech between them),
+# whose slices start at both dips (live, ko-en at N = 6: a window due after a breath inside the
+# Korean ran 0.4-0.5 s and held the English onset's probe back by as much).
 # ... and a window that another onset probe's window follows within this leaves its interim text
 # to a later one: a text decode (0.4-0.8 s under load) held that window back by as much.
 ONSET_TEXT_AHEAD_S = 0.5
@@ -115,12 +119,16 @@ class StreamOptions:
     # Onset probes: a probing window whose last 1-2 s follow VAD dips (frames below the
     # segmenter's silence threshold) also probes the slice from each dip's end to its own end,
     # which holds only the speech after the dip. At an immediate switch that slice is the new
-    # language alone, where the 2 s tail is still half the old one. If the slice that gives the
-    # other language most gives it at least `ONSET_CONFIRM`, its seconds are encoded on their own
-    # too, and if that agrees as strongly the switch is confirmed at once (and located as the
-    # others are): two judgements, one in the window's context and one without. At 58 dips inside
-    # one-language speech of the eval set (1.0 s after them) the two never both passed 0.55; at
-    # the four immediate onsets they both passed 0.8. A window comes `onset_probe_s` after a dip
+    # language alone, where the 2 s tail is still half the old one. If a slice hears the other
+    # language (`ONSET_HEARD`: more than the segment's), the one that gives it most is encoded on
+    # its own too, and if that gives it at least `ONSET_CONFIRM` the switch is confirmed at once
+    # (and located as the others are): two judgements, one in the window's context and one
+    # without. At 54 dips inside one-language speech of the eval set (1.0 s after them) none
+    # passed both (of the 7 heard in context as the other language, the highest alone was 0.55;
+    # the 3 that passed alone had at most 0.005 in context); at the 9 onsets both passed 0.8. The
+    # slice in context is the less steady judgement: live, at ja-en_B-A-B_immediate's en->ja
+    # turn it gave Japanese 0.62, 0.37, 0.73 and 0.17 at 1.0-1.3 s after the dip where the
+    # seconds alone gave 0.92-0.99 (README, Benchmarks). A window comes `onset_probe_s` after a dip
     # whatever the interval (`_onset_due`). Slices from `onset_probe_s` to 2 s long (0 = off).
     onset_probe_s: float = 1.0
     # A segment of at least 2 probe spans that the live probes did not cover (a stretch of over 1.5
@@ -238,6 +246,7 @@ class _Segment:
     # sample: a final at that end (a switch's head snapped to it) only decodes.
     encoded: dict[int, Encoded] = dataclasses.field(default_factory=dict)
     closing_at: int | None = None  # the end its final is being made at (other drafts are dropped)
+    onset_wait_from: int | None = None  # the stream sample since which an onset probe's window waits for a later one
 
 
 @dataclasses.dataclass
@@ -358,6 +367,12 @@ class RecognitionStream:
             return []
         if not onset_due and self._onset_due(seg, ONSET_WAIT_S):
             return []  # the window due after a dip comes within ONSET_WAIT_S and does this one's work
+        if onset_due and self._later_onset_due(seg, ONSET_WAIT_S):
+            # (waiting ONSET_WAIT_S at most, not for a chain of such dips)
+            seg.onset_wait_from = self.total if seg.onset_wait_from is None else seg.onset_wait_from
+            if self.total - seg.onset_wait_from <= ONSET_WAIT_S * SAMPLE_RATE:
+                return []
+        seg.onset_wait_from = None
         # Interim text (the whole segment encoded and decoded) rests an interval from when the last
         # background window with text finished, not only from the audio it covered, so it leaves
         # the machine to finals; a window due before then is probe-only (cheaper, and what finds
@@ -753,8 +768,8 @@ class RecognitionStream:
                        heard: list[tuple[int, dict[str, float]]]) -> tuple[str, str, int] | None:
         """The language the speech after a dip is in, if it is not the segment's: of the onset
         slices (`heard`: each one's start and its language in the window's context), the one that
-        gives the other language most, if at least `ONSET_CONFIRM`, and then a separate encode of
-        its seconds (`audio` from that start: those seconds alone) as strongly. Returns (the
+        gives the other language most, if at least `ONSET_HEARD`, and then a separate encode of
+        its seconds (`audio` from that start: those seconds alone) at least `ONSET_CONFIRM`. Returns (the
         segment's language, the new one, the cut `_locate_switch` gives on the window's `encoded`
         up to `end`, located on another thread while that encode runs), or None."""
         others = [(confidence, start, language) for start, probs in heard
@@ -762,7 +777,7 @@ class RecognitionStream:
         if not others:
             return None
         confidence, start, language = max(others)
-        if confidence < ONSET_CONFIRM:
+        if confidence < ONSET_HEARD:
             return None
         old, located = seg.language, []
         beside = threading.Thread(name="onset-locate", daemon=True, target=lambda: located.append(
@@ -782,14 +797,28 @@ class RecognitionStream:
         none has run since then: the earliest one that can confirm a switch at that dip. With
         `ahead_s`: one is due now or will be within that many seconds (after a dip heard already)."""
         o = self.options
-        ahead = int(ahead_s * SAMPLE_RATE)
-        if o.onset_probe_s <= 0 or self.total + ahead - seg.start < self._probe_from:
+        if o.onset_probe_s <= 0 or self.total + int(ahead_s * SAMPLE_RATE) - seg.start < self._probe_from:
             return False
-        confirm = int(o.onset_probe_s * SAMPLE_RATE)
+        dips = self._dip_frames(seg, ahead_s)
+        return bool(dips) and seg.last_decode_end < dips[-1] * FRAME_SAMPLES + int(o.onset_probe_s * SAMPLE_RATE)
+
+    def _later_onset_due(self, seg: _Segment, ahead_s: float) -> bool:
+        """Within `ahead_s`, a window becomes due `onset_probe_s` after a dip that follows the
+        latest one due now, with speech between them (not the same dip going on). Its onsets
+        (`_onsets`: every dip between 2 s and `onset_probe_s` before its end) include the dips due now."""
+        now = self._dip_frames(seg)
+        later = [f for f in self._dip_frames(seg, ahead_s) if now and f > now[-1]]
+        quiet = self._segmenter.options.neg_threshold
+        return bool(later) and any(self._probs[f] >= quiet for f in range(now[-1] + 1, later[-1]))
+
+    def _dip_frames(self, seg: _Segment, ahead_s: float = 0.0) -> list[int]:
+        """The VAD frames below the segmenter's silence threshold that end `onset_probe_s` or more
+        before now (`ahead_s` later), within 0.5 s of that and past the segment's first second."""
+        confirm = int(self.options.onset_probe_s * SAMPLE_RATE)
         lo = max(seg.start + SAMPLE_RATE, self.total - confirm - SAMPLE_RATE // 2)
         quiet = self._segmenter.options.neg_threshold
-        dips = [f for f in self._vad_frames(lo, self.total + ahead - confirm) if self._probs[f] < quiet]
-        return bool(dips) and seg.last_decode_end < dips[-1] * FRAME_SAMPLES + confirm
+        return [f for f in self._vad_frames(lo, self.total + int(ahead_s * SAMPLE_RATE) - confirm)
+                if self._probs[f] < quiet]
 
     def _vad_frames(self, lo: int, hi: int) -> range:
         """The VAD frames that lie wholly within samples [lo, hi) and have been seen."""
