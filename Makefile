@@ -50,12 +50,15 @@ EVAL_ARGS ?=
 eval: setup
 	$(PY) -m bench.eval $(if $(MANIFEST),--manifest $(MANIFEST)) $(EVAL_ARGS)
 
-load: setup venv-torch
-	$(PY) -m bench.load $(if $(MANIFEST),--manifest $(MANIFEST)) $(LOAD_ARGS)
+# make load [PEERS=wlk,wlk-simul,wl|none] [LOAD_ARGS=...]: the peers run first, in the same run
+# (their venvs from peers-setup), and the capacity table shows them beside our configs.
+PEERS ?= wlk,wlk-simul,wl
+WITH_PEERS := $(filter-out none,$(PEERS))
+load: setup venv-torch $(if $(WITH_PEERS),peers-setup)
+	$(PY) -m bench.load $(if $(MANIFEST),--manifest $(MANIFEST)) $(if $(WITH_PEERS),--run-peers $(WITH_PEERS)) $(LOAD_ARGS)
 
 # WhisperLiveKit and WhisperLive on the same Whisper base weights and clips (bench/peers/),
 # each in its own venv under .peers/: make peers [QUICK=1] [MANIFEST=path] [PEERS=wlk,wlk-simul,wl]
-PEERS ?= wlk,wlk-simul,wl
 peers-setup:
 	bash bench/peers/setup.sh
 

@@ -28,7 +28,9 @@ Definitions (see also README-like notes in the JSON):
   (reported as null, with a count).
 - max real-time streams: N = 1, 2, 3, ... lanes, each streaming code-switched streams
   back to back in real time (lanes staggered by 0.4 s); the largest N whose p95 final latency
-  over all reference segments is <= 1.5 s, stopping at the first N that fails or errs.
+  over all reference segments is <= 1.5 s, counting up to the first N that fails or errs. The
+  ramp goes on while the p95 holds --loose-bound-s (10 s), and the same count at that bound is
+  `max_streams_within_loose_bound`: a capacity for a peer that never holds 1.5 s.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ from clients.scoring import edit_distance, tokens  # noqa: E402
 
 TOL_S = 0.25  # only used to end the trailing silence early (peer_client)
 BOUND_S = 1.5
+# A second, looser bound on the p95, so that a peer that never holds 1.5 s still gets a capacity
+# to compare with (WhisperLiveKit's SimulStreaming policy gave 8.1 s for one stream, tenth session).
+LOOSE_BOUND_S = 10.0
 CT2_DIR = ROOT / "models" / "whisper-base-ct2"
 VAD_ONNX = ROOT / "models" / "vad" / "silero_vad_v6.onnx"
 PEERS = {
@@ -361,6 +366,22 @@ def pct(values, q):
     return None if math.isinf(x) else round(x, 3)
 
 
+def within(step, bound: float) -> bool:
+    """A ramp step holds the bound: a p95 (no segment left without a final in its top 5 %) within
+    it, and no stream failed."""
+    return step["p95_s"] is not None and step["p95_s"] <= bound and not step["errors"]
+
+
+def capacity(ramp, bound: float) -> int:
+    """The largest N of the ramp (N = 1, 2, ... in order) before the first step over `bound`."""
+    best = 0
+    for step in ramp:
+        if not within(step, bound):
+            break
+        best = step["n"]
+    return best
+
+
 # ---------------------------------------------------------------- main flow
 
 class LoadSampler:
@@ -463,33 +484,34 @@ def bench_peer(key, clips, streams, args, logdir, tmp):
         })
         rep["detected_languages"] = langs_seen
 
-        # (d) concurrency ramp
-        ramp, best = [], 0
+        # (d) concurrency ramp: on while the p95 holds the loose bound (capacity at both bounds)
+        ramp = []
         p95_1 = pct(lat_streams, 95)
         ramp.append({"n": 1, "p95_s": p95_1, "p50_s": pct(lat_streams, 50), "segments": len(lat_streams),
+                     "never_final": sum(1 for x in lat_streams if math.isinf(x)),
                      "errors": len(errors), "source": "the single-stream run above"})
-        ok = p95_1 is not None and p95_1 <= BOUND_S and not errors
-        best = 1 if ok else 0
+        go = within(ramp[-1], args.loose_bound_s)
         n, budget_end = 2, time.monotonic() + args.ramp_budget_s
         per_lane = 1 if args.quick else 2
-        while ok and n <= args.max_n and time.monotonic() < budget_end:
+        while go and n <= args.max_n and time.monotonic() < budget_end:
             lanes = [[item(streams[(i * per_lane + j) % len(streams)]) for j in range(per_lane)] for i in range(n)]
             res = run_client(venv, key, server.port, lanes, tmp, tail_s=6.0)
             lat, errs = [], [r["error"] for r in res if r.get("error")]
             ent = {s["key"]: s for s in streams}
             for r in res:
                 lat += latencies(key, ent[r["key"]], r)
-            p95 = pct(lat, 95)
-            ramp.append({"n": n, "p95_s": p95, "p50_s": pct(lat, 50), "segments": len(lat),
+            ramp.append({"n": n, "p95_s": pct(lat, 95), "p50_s": pct(lat, 50), "segments": len(lat),
                          "never_final": sum(1 for x in lat if math.isinf(x)), "errors": len(errs),
                          "error_examples": errs[:3]})
-            ok = p95 is not None and p95 <= BOUND_S and not errs
-            if ok:
-                best = n
+            go = within(ramp[-1], args.loose_bound_s)
             n += 1
-        if ok and n <= args.max_n:
-            rep["notes"].append(f"concurrency ramp stopped by the time budget at N={n - 1} (still within bound)")
-        rep["max_realtime_streams"] = best
+        if go and n <= args.max_n:
+            rep["notes"].append(f"concurrency ramp stopped by the time budget at N={n - 1} "
+                                f"(still within {args.loose_bound_s} s)")
+        rep["max_realtime_streams"] = capacity(ramp, BOUND_S)
+        rep["loose_bound_s"] = args.loose_bound_s
+        rep["max_streams_within_loose_bound"] = capacity(ramp, args.loose_bound_s)
+        rep["loose_bound_exceeded"] = not go  # false: stopped by --max-n or the budget, the count is a floor
         rep["concurrency_ramp"] = ramp
     finally:
         server.stop()
@@ -553,7 +575,8 @@ STATIC = {
 
 
 def markdown(report) -> str:
-    rows = ["| peer | version | en WER | ja CER | zh CER | ko CER | final p50 (s) | final p95 (s) | max RT streams (p95 ≤ 1.5 s) | pair restriction | language per segment |",
+    loose = report["setup"].get("loose_latency_bound_s", LOOSE_BOUND_S)
+    rows = [f"| peer | version | en WER | ja CER | zh CER | ko CER | final p50 (s) | final p95 (s) | max RT streams (p95 ≤ {BOUND_S} s / ≤ {loose:g} s) | pair restriction | language per segment |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, p in report["peers"].items():
         if "error_rate" not in p:
@@ -563,7 +586,8 @@ def markdown(report) -> str:
         f = lambda k: "—" if er.get(k) is None else f"{er[k]:.3f}"  # noqa: E731
         g = lambda v: "never" if v is None else f"{v:.2f}"  # noqa: E731
         rows.append(f"| {name} | {p['version']} | {f('en')} | {f('ja')} | {f('zh')} | {f('ko')} | "
-                    f"{g(p['final_latency_p50_s'])} | {g(p['final_latency_p95_s'])} | {p['max_realtime_streams']} | "
+                    f"{g(p['final_latency_p50_s'])} | {g(p['final_latency_p95_s'])} | {p['max_realtime_streams']} / "
+                    f"{p.get('max_streams_within_loose_bound', '–')} | "
                     f"{'yes' if p['language_pair_restriction'] else 'no'} | {'yes' if p['language_per_segment'] else 'no'} |")
     rows += ["", "| peer | streams-only final p50 / p95 (s) | segments never final | concurrency ramp (N: p95 s) | "
              "mean load / CPU busy during run | wall (s) |", "|---|---|---|---|---|---|"]
@@ -595,11 +619,13 @@ def main(argv=None):
                     help="single-language clips: peer detects the language (auto, default) or is told it (given); "
                          "code-switched streams always run with auto (neither peer accepts a pair)")
     ap.add_argument("--ramp-budget-s", type=float, default=None)
+    ap.add_argument("--loose-bound-s", type=float, default=LOOSE_BOUND_S,
+                    help="the ramp goes on while the p95 holds this (capacity at a bound a peer can meet)")
     args = ap.parse_args(argv)
     if args.streams is None:
         args.streams = args.manifest.parent / "streams.jsonl"
     if args.ramp_budget_s is None:
-        args.ramp_budget_s = 60.0 if args.quick else 200.0
+        args.ramp_budget_s = 60.0 if args.quick else 400.0
     if args.quick:
         args.max_n = min(args.max_n, 2)
     clips, streams = load_entries(args.manifest, args.streams)
@@ -627,7 +653,7 @@ def main(argv=None):
         "clips": len(clips), "code_switched_streams": len(streams), "quick": args.quick,
         "clip_language": args.clip_language,
         "cpu_count": os.cpu_count(), "loadavg_before": load_before, "chunk_s": 0.1,
-        "final_tolerance_s": TOL_S, "latency_bound_s": BOUND_S,
+        "final_tolerance_s": TOL_S, "latency_bound_s": BOUND_S, "loose_latency_bound_s": args.loose_bound_s,
     }}
     tmp = Path(tempfile.mkdtemp(prefix="peers-"))
     try:
@@ -642,7 +668,7 @@ def main(argv=None):
                 rep = {"failure": f"{type(err).__name__}: {err}"}
             rep.update(STATIC[key])
             report["peers"][name] = rep
-            print(f"[peers] {name}: done {json.dumps({k: rep.get(k) for k in ('error_rate', 'final_latency_p50_s', 'final_latency_p95_s', 'max_realtime_streams', 'failure')}, ensure_ascii=False)}",
+            print(f"[peers] {name}: done {json.dumps({k: rep.get(k) for k in ('error_rate', 'final_latency_p50_s', 'final_latency_p95_s', 'max_realtime_streams', 'max_streams_within_loose_bound', 'failure')}, ensure_ascii=False)}",
                   file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -5,9 +5,10 @@ in inference workers), as the scheduler measures it. A stream with less than `se
 audio counts at `new_stream_load`, the cost of one stream measured when the models were warmed
 up (`AsrRuntime.load`). A new stream is refused (the servicer answers `RESOURCE_EXHAUSTED`)
 when `max_streams` are open, or when the open streams' load plus one new stream's would pass
-`max_load` × workers: on a machine that holds one stream at full speed, a second stream would
-push both streams' finals seconds late (README, Benchmarks), so it is refused instead. The first
-stream is always admitted, however slow the machine. Pure logic: the meters are callables.
+`max_load` × workers. The share is well below 1 because finals come in bursts (a switch's
+probes, the finals at a pause): on 2 cores, at 0.9 the open streams' final p95 was 2.0-2.5 s,
+at 0.6 it stayed within 1.5 s (README, Benchmarks). The first stream is always admitted, however
+slow the machine. Pure logic: the meters are callables.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class OverCapacity(Exception):
 @dataclasses.dataclass(frozen=True)
 class AdmissionOptions:
     max_streams: int = 8
-    max_load: float = 0.9  # share of the inference workers' time the open streams may use (0 = count only)
+    max_load: float = 0.6  # share of the inference workers' time the open streams may use (0 = count only)
     settle_s: float = 10.0  # audio a stream needs before its own measured load replaces new_stream_load
 
 

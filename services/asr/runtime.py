@@ -48,7 +48,10 @@ class AsrSettings:
     intra_threads: int = 1
     prime: bool = True  # CTranslate2 on CPU: load beside a primed instance (engine._load_ct2_whisper)
     max_streams: int = 8  # admission control: RESOURCE_EXHAUSTED beyond this many streams
-    max_load: float = 0.9  # ... or beyond this share of the inference workers' time (0 = count only; admission.py)
+    # ... or beyond this share of the inference workers' time (0 = count only; admission.py). At 0.9
+    # this 2-core machine admitted 12 streams and their final p95 was 2.0-2.5 s; at 0.6 it admits
+    # 8 and refuses nothing up to 8 (p95 1.26-1.32 s): README, Benchmarks, sixteenth session.
+    max_load: float = 0.6
     batching: bool = True  # cross-stream batching of encoder and decoder calls
     max_batch: int = 8
     inference_threads: int = 2  # scheduler workers in this process (each runs batched engine calls)
