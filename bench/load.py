@@ -44,6 +44,7 @@ import grpc
 
 from bench import manifest as manifest_mod
 from bench import metrics, plots, runner
+from bench.peers.run_peers import LOOSE_BOUND_S  # the peers' second bound, ours too
 from clients.local_stack import LocalStack
 
 CLK = os.sysconf("SC_CLK_TCK")
@@ -87,9 +88,6 @@ CONFIGS["ct2-finals"] = {}
 # (8, sixteenth session), where nothing should be refused, and beyond, where admission must refuse
 # for the admitted streams to keep their latency.
 ADMISSION_STEPS = {"ct2-admit": (4, 8, 12), "ct2-admit90": (4, 8, 12)}
-# A second bound on the p95 of all finals, the same as the peers' (bench/peers/run_peers.py): at
-# 1.5 s the peers hold no stream on 2 cores, so "3x the peers" needs a bound where one registers.
-LOOSE_BOUND_S = 10.0
 WORKERS = {"ct2-2workers": 2}
 
 
@@ -272,7 +270,7 @@ def capacity_table(results: list[dict], peers: dict, peers_source: str) -> str:
         offered = " offered, some refused" if any(r.get("refused") for r in res["steps"]) else ""
         lines.append(f"| Tandem {res['label']} | {first} | {res['max_streams_within_bound']}{offered} | "
                      f"{at_loose}{offered}{'' if res['loose_bound_exceeded'] else ' (or more: every step held it)'} |")
-    held = {}
+    held = []  # per peer: (its count within the bound, is it a floor) at each bound
     for name, peer in peers.items():
         if "concurrency_ramp" not in peer:
             lines.append(f"| {name} ({peers_source}) | failed: {str(peer.get('failure', ''))[:60]} | – | – |")
@@ -281,20 +279,21 @@ def capacity_table(results: list[dict], peers: dict, peers_source: str) -> str:
         never = f", {one['never_final']} segments never final" if one.get("never_final") else ""
         fmt = lambda v: "never" if v is None else f"{v:.2f}"  # noqa: E731
         at_loose, floor = peer.get("max_streams_within_loose_bound"), not peer.get("loose_bound_exceeded", True)
-        held[name] = (peer["max_realtime_streams"], at_loose, floor)
+        held.append(((peer["max_realtime_streams"], False), None if at_loose is None else (at_loose, floor)))
         lines.append(f"| {name} ({peers_source}) | {fmt(one['p50_s'])} / {fmt(one['p95_s'])}{never} | "
                      f"{peer['max_realtime_streams']} | {'–' if at_loose is None else at_loose}"
                      f"{' (or more: its ramp stopped within it)' if at_loose is not None and floor else ''} |")
     ours = results[0]
     if held:
         lines.append("")
-        for k, (limit, mine) in enumerate(((bound, ours["max_streams_within_bound"]),
-                                           (loose, ours["max_streams_within_loose_bound"]))):
-            theirs = [(v[k], k == 1 and v[2]) for v in held.values() if v[k] is not None]
+        ours_at = ((bound, ours["max_streams_within_bound"], False),
+                   (loose, ours["max_streams_within_loose_bound"], not ours["loose_bound_exceeded"]))
+        for k, (limit, mine, mine_floor) in enumerate(ours_at):
+            theirs = [counts[k] for counts in held if counts[k] is not None]
             if not theirs:
                 continue
             best, best_floor = max(theirs)
-            more = "" if k == 0 or ours["loose_bound_exceeded"] else " or more"
+            more = " or more" if mine_floor else ""
             if not best:
                 ratio = "no ratio (the peers hold none)"
             elif more and best_floor:
